@@ -1,0 +1,48 @@
+"""The SavedModel contract: the names and layout that the exporter writes and the
+service reads. Changing a value here is a breaking change for both sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SERVING_SIGNATURE = "serving_default"
+FEATURE_MAPS_SIGNATURE = "feature_maps"
+# Same input and output as serving_default, averaged over the image and its mirror:
+# more accurate, twice the compute. The service serves serving_default.
+TTA_SIGNATURE = "serving_tta"
+INPUT_NAME = "image"  # uint8 [N, 32, 32, 3], raw pixels; normalisation is in the graph
+PROBABILITIES = "probabilities"  # float32 [N, 10]
+LABELS_FILE = "labels.txt"  # asset: one class name per line, in label order
+MODEL_CARD_FILE = "model_card.json"  # beside saved_model.pb
+
+# Per-channel statistics of the CIFAR-10 training split, in 0-255 pixel units. They are
+# baked into every exported graph, so serving never normalises by itself.
+CHANNEL_MEAN = (125.307, 122.950, 113.865)
+CHANNEL_STD = (62.993, 62.089, 66.705)
+
+
+class ModelDirError(Exception):
+    """A model directory that does not hold a usable versioned SavedModel."""
+
+
+def latest_version_dir(model_dir: Path) -> Path:
+    """Return `model_dir/<N>` for the highest numeric N, as TensorFlow Serving does.
+
+    A directory that is itself a SavedModel (holds saved_model.pb) is returned as is,
+    so a user can point at one export directly.
+    """
+    if not model_dir.is_dir():
+        raise ModelDirError(f"model directory {model_dir} does not exist")
+    if (model_dir / "saved_model.pb").is_file():
+        return model_dir
+    versions = sorted(
+        (int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
+    )
+    if not versions:
+        raise ModelDirError(
+            f"model directory {model_dir} holds no numeric version folder (e.g. {model_dir}/1)"
+        )
+    path = versions[-1][1]
+    if not (path / "saved_model.pb").is_file():
+        raise ModelDirError(f"{path} has no saved_model.pb")
+    return path
