@@ -1,0 +1,1 @@
+"""Offline training for the CIFAR-10 service: read data, train, export, evaluate."""

@@ -1,0 +1,96 @@
+"""Command line: `train`, `export` and `evaluate`.
+
+Keras reads its backend once, at import, so this module imports nothing from Keras at
+the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model into a run folder")
+    t.add_argument("--preset", help="start from a named configuration (see training.config.PRESETS)")
+    t.add_argument("--arch", choices=["seed", "fast"])
+    t.add_argument("--data", help=f"CIFAR-10 source: folder, .tar.gz, .zip or 'keras' (default {DEFAULT_DATA})")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--optimizer", choices=["sgd", "adam"])
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--widths", help="fast only: comma-separated block widths, e.g. 64,256,256")
+    t.add_argument("--val-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--max-steps", type=int, help="cut each epoch to this many steps (smoke tests)")
+    t.add_argument("--out", required=True, type=Path, help="run folder to write")
+
+    e = sub.add_parser("export", help="export a run's weights as a SavedModel (TensorFlow backend)")
+    e.add_argument("run", type=Path, help="run folder written by `train`")
+    e.add_argument("--out", required=True, type=Path, help="e.g. saved_models/cifar10/1 (must not exist)")
+
+    v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
+    v.add_argument("saved_model", type=Path, help="a SavedModel folder or a versioned model folder")
+    v.add_argument("--data", default=DEFAULT_DATA)
+    v.add_argument("--split", choices=["train", "val", "test"], default="val",
+                   help="train/val: the training source split as the model card records; test: the source's test split")
+    v.add_argument("--tta", action="store_true", help="use the serving_tta signature (mirror test-time augmentation)")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from training.config import PRESETS, TrainConfig
+
+    if args.preset and args.preset not in PRESETS:
+        raise SystemExit(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[args.preset].replace(preset=args.preset) if args.preset else TrainConfig(data=DEFAULT_DATA)
+    overrides: dict[str, Any] = {
+        "arch": args.arch, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
+        "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
+    }
+    if args.widths:
+        overrides["widths"] = tuple(int(w) for w in args.widths.split(","))
+    return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in ("export", "evaluate"):
+        # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    from training.data import DataError
+
+    try:
+        if args.command == "train":
+            from training.train import train
+
+            metrics = train(_train_config(args), args.out, max_steps=args.max_steps)
+            summary = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_tta", "train_seconds") if k in metrics}
+            print(json.dumps(summary))
+        elif args.command == "export":
+            from training.export import export_run
+
+            export_run(args.run, args.out)
+            print(f"wrote {args.out}")
+        else:
+            from training.evaluate import evaluate, format_report
+
+            report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
+            print(json.dumps(report, indent=2) if args.json else format_report(report))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

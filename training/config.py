@@ -1,0 +1,72 @@
+"""Every training knob in one frozen dataclass, and the named presets that produced the
+shipped models. A run writes its resolved config to `config.json` beside its weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "fast"  # "seed" (the tutorial's network) or "fast" (residual CNN)
+    widths: tuple[int, ...] = (64, 128, 128)  # fast only: channels of the three blocks
+    epochs: int = 8  # passes over the training split
+    batch_size: int = 512  # images per optimiser step
+    optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
+    lr: float = 0.2  # peak learning rate, reached after the warm-up
+    momentum: float = 0.9  # SGD momentum (Keras convention: fraction of the old velocity kept)
+    weight_decay: float = 5e-4  # decoupled decay per unit of learning rate; not on BN or biases
+    l2: float = 0.0  # seed only: L2 penalty coefficient on kernels, added to the loss
+    warmup: float = 0.2  # fraction of all steps over which the learning rate ramps up from 0
+    final_lr_fraction: float = 0.0  # learning rate at the last step, as a fraction of the peak
+    label_smoothing: float = 0.2  # probability mass spread evenly over all classes
+    translate: int = 2  # pixels of random shift, reflection-padded; 0 disables
+    flip: bool = True  # alternating horizontal flip (random per image, mirrored each epoch)
+    val_size: int = 5000  # images held out, stratified, never trained on
+    seed: int = 0  # seeds the split, the initial weights and the augmentation
+    mixed_precision: bool = False  # bfloat16 compute for GPUs; exports are float32 regardless
+    data: str = "../shared/data/cifar10-train-jpeg.tar.gz"  # see training.data for the forms
+    preset: str | None = None  # the preset this config started from, for the record
+    notes: dict[str, Any] = field(default_factory=dict)  # free-form, copied to the model card
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "widths" in values:
+            values["widths"] = tuple(values["widths"])
+        return cls(**values)
+
+    def model_options(self) -> dict[str, Any]:
+        if self.arch == "fast":
+            return {"widths": self.widths}
+        return {"l2": self.l2}
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # The shipped default model: trained on a 2-core CPU within 45 minutes.
+    "cpu88": TrainConfig(arch="fast", widths=(64, 128, 128), epochs=7, batch_size=256, lr=0.2),
+    # Wider blocks and bf16 for a GPU.
+    "gpu": TrainConfig(
+        arch="fast", widths=(64, 256, 256), epochs=10, batch_size=1024, lr=0.4, mixed_precision=True
+    ),
+    # The seed network with a modern schedule and augmentation (the shipped seed model).
+    "seed": TrainConfig(
+        arch="seed", epochs=15, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
+        l2=1e-4, warmup=0.05, label_smoothing=0.0,
+    ),
+    # The tutorial's own recipe: Adam 1e-4, batch 64, 100 epochs, no augmentation.
+    "tutorial": TrainConfig(
+        arch="seed", epochs=100, batch_size=64, optimizer="adam", lr=1e-4, weight_decay=0.0,
+        l2=1e-4, warmup=0.0, final_lr_fraction=1.0, label_smoothing=0.0, translate=0,
+        flip=False,
+    ),
+}

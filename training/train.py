@@ -1,0 +1,197 @@
+"""The training loop: split, augment per epoch, fit, validate, and write a
+self-describing run folder (config, history, metrics, weights, plots)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from model.architectures import build_model
+from model.classes import CLASS_NAMES, NUM_CLASSES
+from training.augment import alternating_flip, translate
+from training.config import TrainConfig
+from training.data import Dataset, load_dataset, stratified_split
+from training.metrics import classification_report
+from training.schedule import WarmupLinearDecay
+
+WEIGHTS_FILE = "model.weights.h5"
+PARITY_FILE = "parity.npz"  # a fixed batch and the trained model's probabilities on it
+PARITY_BATCH = 64
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = steps_per_epoch * cfg.epochs
+    schedule = WarmupLinearDecay(cfg.lr, total, int(cfg.warmup * total), cfg.final_lr_fraction)
+    decay = cfg.weight_decay or None
+    opt: keras.optimizers.Optimizer
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
+    elif cfg.optimizer == "adam":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay) if decay else keras.optimizers.Adam(schedule)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
+    if decay:
+        # Decay shrinks kernels only: decaying batch-norm parameters and biases hurts.
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return opt
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, tta: bool, batch_size: int = 500) -> np.ndarray:
+    """Logits in float32, averaged with the mirror image's when `tta`."""
+    logits = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+    if tta:
+        mirrored = np.asarray(model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float32)
+        logits = (logits + mirrored) / 2.0
+    return logits
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def device_name() -> str:
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices()[0]
+        return f"{dev.platform}:{getattr(dev, 'device_kind', dev)}"
+    if backend == "torch":
+        import torch
+
+        return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"cpu:{platform.processor() or platform.machine()}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu:{gpus[0].name}" if gpus else f"cpu:{platform.processor() or platform.machine()}"
+    return backend
+
+
+def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: int | None = None) -> dict[str, Any]:
+    """Train per `cfg`, write the run folder `out`, and return the metrics.
+
+    `max_steps` cuts each epoch short (for smoke tests); metrics then say so.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    data = data or load_dataset(cfg.data)
+    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.seed)
+    x_train, y_train = data.images[train_idx], data.labels[train_idx]
+    x_val, y_val = data.images[val_idx], data.labels[val_idx]
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+
+    model = build_model(cfg.arch, **cfg.model_options())
+    steps = int(np.ceil(len(x_train) / cfg.batch_size))
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    model.compile(
+        optimizer=make_optimizer(cfg, steps),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
+    rng = np.random.default_rng(cfg.seed)
+    flip_mask = rng.random(len(x_train)) < 0.5
+    y_train_onehot = keras.utils.to_categorical(y_train, NUM_CLASSES)
+    y_val_onehot = keras.utils.to_categorical(y_val, NUM_CLASSES)
+    history: list[dict[str, float]] = []
+    verbose = 1 if sys.stdout.isatty() else 2
+    train_seconds = 0.0
+    for epoch in range(cfg.epochs):
+        started = time.perf_counter()
+        order = rng.permutation(len(x_train))[: steps * cfg.batch_size]
+        x = x_train[order]
+        if cfg.flip:
+            x = alternating_flip(x, flip_mask[order], epoch)
+        x = translate(x, cfg.translate, rng)
+        print(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
+        fit = model.fit(x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose)
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
+        val_loss, val_acc = model.evaluate(x_val, y_val_onehot, batch_size=500, verbose=0) if len(x_val) else (float("nan"),) * 2
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(fit.history["loss"][-1]),
+            "accuracy": float(fit.history["accuracy"][-1]),
+            "val_loss": float(val_loss),
+            "val_accuracy": float(val_acc),
+            "seconds": round(epoch_seconds, 2),
+        }
+        history.append(row)
+        print(f"  val_accuracy {val_acc:.4f}  ({epoch_seconds:.0f} s)", flush=True)
+        _write_history(out / "history.csv", history)
+
+    model.save_weights(out / WEIGHTS_FILE)
+    metrics: dict[str, Any] = {
+        "arch": cfg.arch,
+        "params": int(model.count_params()),
+        "epochs": cfg.epochs,
+        "train_seconds": round(train_seconds, 1),
+        "backend": keras.backend.backend(),
+        "device": device_name(),
+        "data_source": data.source,
+        "data_sha256": data.sha256,
+        "train_images": int(len(train_idx)),
+        "val_images": int(len(val_idx)),
+        "truncated_epochs_to_steps": max_steps,
+    }
+    if cfg.mixed_precision:
+        # Measure, and record parity for, the float32 network that export will rebuild.
+        keras.mixed_precision.set_global_policy("float32")
+        float32 = build_model(cfg.arch, **cfg.model_options())
+        float32.set_weights(model.get_weights())
+        model = float32
+    if len(x_val):
+        metrics.update(validation_metrics(model, x_val, y_val))
+    write_parity(model, x_val[:PARITY_BATCH] if len(x_val) else x_train[:PARITY_BATCH], out / PARITY_FILE)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    try:
+        from training.plots import plot_confusion, plot_history
+
+        plot_history(history, out / "curves.png")
+        if "confusion_matrix" in metrics:
+            plot_confusion(np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, out / "confusion.png")
+    except ImportError:  # matplotlib is part of the training extra; plots are optional
+        print("matplotlib missing: skipped the plots", file=sys.stderr)
+    return metrics
+
+
+def validation_metrics(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """Accuracy as `serving_default` computes it, and with mirror TTA (`serving_tta`)."""
+    report = classification_report(y_val, predict_logits(model, x_val, tta=False).argmax(1))
+    tta = predict_logits(model, x_val, tta=True).argmax(1)
+    return {
+        "val_accuracy": report["accuracy"],
+        "val_accuracy_tta": float(np.mean(tta == y_val)),
+        "per_class_accuracy": report["per_class_accuracy"],
+        "confusion_matrix": report["confusion_matrix"],
+    }
+
+
+def write_parity(model: keras.Model, images: np.ndarray, path: Path) -> None:
+    """The trained model's probabilities on a fixed batch, which the export must match."""
+    np.savez(
+        path,
+        images=images,
+        probabilities=softmax(predict_logits(model, images, tta=False)),
+        probabilities_tta=softmax(predict_logits(model, images, tta=True)),
+    )
+
+
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
