@@ -1,0 +1,63 @@
+"""FastAPI dependencies: settings, the loaded service parts, and API-key auth."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, Request
+
+from app.batcher import Batcher
+from app.classifier import Classifier
+from app.errors import NotReady, Unauthorized
+from app.settings import Settings
+from app.state import Service
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_classifier(service: ServiceDep) -> Classifier:
+    if not service.ready or service.classifier is None:
+        raise NotReady("the model is not loaded yet")
+    return service.classifier
+
+
+def get_predict_batcher(service: ServiceDep) -> Batcher[np.ndarray, np.ndarray]:
+    if not service.ready or service.predict_batcher is None:
+        raise NotReady("the service is not ready")
+    return service.predict_batcher
+
+
+def get_feature_batcher(service: ServiceDep) -> Batcher[np.ndarray, dict[str, np.ndarray]]:
+    if not service.ready or service.feature_batcher is None:
+        raise NotReady("the service is not ready")
+    return service.feature_batcher
+
+
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+PredictBatcherDep = Annotated[Batcher[np.ndarray, np.ndarray], Depends(get_predict_batcher)]
+FeatureBatcherDep = Annotated[Batcher[np.ndarray, dict[str, np.ndarray]], Depends(get_feature_batcher)]
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    """With keys configured, accept `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    if not settings.api_keys:
+        return
+    auth = request.headers.get("authorization", "")
+    offered = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    # Compare against every key in constant time, so timing reveals nothing.
+    if not any(secrets.compare_digest(offered.encode(), key.encode()) for key in settings.api_keys):
+        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")

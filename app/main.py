@@ -1,0 +1,102 @@
+"""The app factory: `create_app(settings) -> FastAPI`. Run it with
+`uvicorn --factory app.main:create_app`; settings then come from CIFAR10_* variables.
+
+The lifespan owns the resources: it loads the model, warms it at every batch size
+it will run, starts the batchers, and on shutdown drains them before stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from app.batcher import Batcher
+from app.classifier import Classifier, ModelLoadError
+from app.deps import require_api_key
+from app.errors import register_exception_handlers
+from app.metrics import Metrics
+from app.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.routes import feature_maps, health, predict, tfserving
+from app.settings import Settings
+from app.state import Service
+
+log = logging.getLogger("cifar10")
+
+
+def _configure_logging(level: str) -> None:
+    # uvicorn configures only its own loggers; ours need a handler of their own.
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(level.upper())
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    service: Service = app.state.service
+    started = time.monotonic()
+    try:
+        classifier = await asyncio.to_thread(Classifier, settings.model_dir, settings.max_batch_size)
+    except ModelLoadError as exc:
+        log.error("cannot start: %s (set CIFAR10_MODEL_DIR to a versioned SavedModel folder)", exc)
+        raise
+    service.load_seconds["load"] = time.monotonic() - started
+    # One thread runs every model call: TensorFlow parallelises inside an op, and two
+    # concurrent calls would only fight over the same cores.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    if settings.warmup:
+        warm_started = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(executor, classifier.warm)
+        service.load_seconds["warmup"] = time.monotonic() - warm_started
+    options = {"max_batch_size": settings.max_batch_size, "max_wait_s": settings.max_wait_s, "max_queue": settings.max_queue}
+    service.predict_batcher = Batcher(classifier.predict, executor, observer=service.metrics.observer("predict"), **options)
+    service.feature_batcher = Batcher(classifier.feature_maps, executor, observer=service.metrics.observer("feature_maps"), **options)
+    service.metrics.track_queue_depth("predict", lambda: service.predict_batcher.queue_depth if service.predict_batcher else 0)
+    service.metrics.track_queue_depth("feature_maps", lambda: service.feature_batcher.queue_depth if service.feature_batcher else 0)
+    service.predict_batcher.start()
+    service.feature_batcher.start()
+    service.classifier, service.executor, service.ready = classifier, executor, True
+    log.info("serving %s version %s from %s (load %.1fs, warm-up %.1fs, batch sizes %s)",
+             classifier.name, classifier.version, classifier.path, service.load_seconds["load"],
+             service.load_seconds.get("warmup", 0.0), classifier.buckets)
+    try:
+        yield
+    finally:
+        service.ready = False
+        await asyncio.gather(service.predict_batcher.stop(), service.feature_batcher.stop())
+        executor.shutdown(wait=True)
+        log.info("stopped after draining the queues")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Without `settings`, read them from the environment now."""
+    settings = settings or Settings()
+    _configure_logging(settings.log_level)
+    app = FastAPI(
+        title="CIFAR-10 classification service",
+        version="0.1.0",
+        description="Class probabilities and feature maps for CIFAR-10 images, with server-side dynamic batching.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = Service(metrics=Metrics())
+    register_exception_handlers(app)
+    auth = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(health.metrics_router, dependencies=auth)
+    app.include_router(predict.router, dependencies=auth)
+    app.include_router(feature_maps.router, dependencies=auth)
+    app.include_router(tfserving.router, dependencies=auth)
+    # Added last = outermost: ids and metrics cover even requests the limit rejects.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.service.metrics)
+    return app

@@ -1,0 +1,100 @@
+"""Pure ASGI middleware: request ids, access log and request metrics, and the body
+size limit (enforced while the body streams in, so a huge upload is never buffered)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PayloadTooLarge, error_body
+from app.metrics import Metrics
+
+access_log = logging.getLogger("cifar10.access")
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ObservabilityMiddleware:
+    """Accepts or generates X-Request-ID, echoes it, logs one access line per request
+    and records request count and latency by route template (bounded cardinality)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(elapsed)
+            access_log.info(
+                '%s "%s %s" %d %.1fms request_id=%s',
+                (scope.get("client") or ("-",))[0], scope["method"], scope["path"], status, elapsed * 1000, request_id,
+            )
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over `limit` bytes: at once by Content-Length, else while reading."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _send_413(send, self.limit)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = json.dumps(error_body("payload_too_large", f"request body exceeds {limit} bytes")).encode()
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def request_id(scope_state: dict[str, Any]) -> str:
+    return str(scope_state.get("request_id", ""))

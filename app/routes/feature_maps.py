@@ -1,0 +1,66 @@
+"""POST /feature-maps: a single image's intermediate activations, as JSON or a PNG grid."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from app.deps import ClassifierDep, FeatureBatcherDep, SettingsDep
+from app.errors import InvalidRequest
+from app.images import encode_png
+from app.inference import run_batched, to_prediction
+from app.render import channel_grid
+from app.routes.predict import ERRORS, MULTIPART_BODY
+from app.schemas import FeatureMapsResponse, LayerMaps, ModelRef
+from app.uploads import read_uploads
+
+router = APIRouter(tags=["inference"])
+
+
+def _select_layers(requested: str | None, available: list[str]) -> list[str]:
+    if not requested:
+        return available
+    names = [n.strip() for n in requested.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available]
+    if unknown or not names:
+        raise InvalidRequest(f"unknown layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(available)}")
+    return names
+
+
+@router.post(
+    "/feature-maps",
+    response_model=FeatureMapsResponse,
+    openapi_extra=MULTIPART_BODY,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "JSON, or a PNG grid with format=png"}},
+)
+async def feature_maps(
+    request: Request,
+    settings: SettingsDep,
+    classifier: ClassifierDep,
+    batcher: FeatureBatcherDep,
+    layers: Annotated[str | None, Query(description="comma-separated layer names; default all")] = None,
+    layer: Annotated[str | None, Query(description="format=png: the layer to draw; default the first")] = None,
+    format: Annotated[Literal["json", "png"], Query(description="json values, or one layer as a PNG grid")] = "json",
+    top_k: Annotated[int, Query(ge=1, le=10)] = 3,
+) -> FeatureMapsResponse | Response:
+    """Activations of the named conv layers for one uploaded image (field `file`)."""
+    available = classifier.layer_names()
+    if format == "png":
+        chosen = _select_layers(layer, available)[:1] if layer else available[:1]
+    else:
+        chosen = _select_layers(layers, available)
+    uploads = await read_uploads(request, settings, max_files=1)
+    upload = uploads[0]
+    (result,) = await run_batched(batcher, [upload.pixels], settings)
+    if format == "png":
+        png = encode_png(channel_grid(result[chosen[0]]))
+        return Response(png, media_type="image/png", headers={"X-Layer": chosen[0], "X-Layer-Shape": ",".join(map(str, result[chosen[0]].shape))})
+    return FeatureMapsResponse(
+        model=ModelRef(name=classifier.name, version=classifier.version),
+        prediction=to_prediction(result["probabilities"], classifier.classes, upload.filename, top_k),
+        input_png_base64=base64.b64encode(encode_png(upload.pixels)).decode(),
+        layers=[LayerMaps(name=n, shape=list(result[n].shape), values=result[n].tolist()) for n in chosen],
+    )

@@ -1,0 +1,38 @@
+"""Liveness, readiness and Prometheus metrics; never behind the API key except metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.deps import ServiceDep
+from app.errors import NotReady
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers; touches nothing else."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "model not warm or batcher stopped"}})
+async def readyz(service: ServiceDep) -> dict[str, Any]:
+    """The model is loaded and warm, and both batchers run."""
+    batchers = (service.predict_batcher, service.feature_batcher)
+    if not service.ready or service.classifier is None or not all(b is not None and b.running for b in batchers):
+        raise NotReady("model not loaded and warm yet, or shutting down")
+    return {"status": "ready", "model": {"name": service.classifier.name, "version": service.classifier.version}}
+
+
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get("/metrics", response_class=Response)
+async def metrics(service: ServiceDep) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

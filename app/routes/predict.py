@@ -1,0 +1,56 @@
+"""POST /predict: class probabilities for one or several uploaded images."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from app.deps import ClassifierDep, PredictBatcherDep, SettingsDep
+from app.inference import run_batched, to_prediction
+from app.schemas import ErrorResponse, ModelRef, PredictResponse
+from app.uploads import read_uploads
+
+router = APIRouter(tags=["inference"])
+
+MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "one image"},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "several images"},
+                    },
+                }
+            }
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        401: "missing or invalid API key", 413: "body, file count or image dimensions over the limits",
+        415: "not an image", 422: "empty, corrupt or truncated image, or a bad parameter",
+        429: "queue full; see Retry-After", 503: "not ready or shutting down", 504: "inference deadline passed",
+    }.items()
+}
+
+
+@router.post("/predict", response_model=PredictResponse, openapi_extra=MULTIPART_BODY, responses=ERRORS)
+async def predict(
+    request: Request,
+    settings: SettingsDep,
+    classifier: ClassifierDep,
+    batcher: PredictBatcherDep,
+    top_k: Annotated[int, Query(ge=1, le=10, description="how many top classes to list")] = 3,
+) -> PredictResponse:
+    """Classify the uploaded image(s); predictions come back in upload order."""
+    uploads = await read_uploads(request, settings, settings.max_images_per_request)
+    results = await run_batched(batcher, [u.pixels for u in uploads], settings)
+    return PredictResponse(
+        model=ModelRef(name=classifier.name, version=classifier.version),
+        predictions=[to_prediction(p, classifier.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)],
+    )

@@ -1,0 +1,54 @@
+"""Response models: they document the API in /docs and keep responses stable."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["cifar10"])
+    version: str = Field(examples=["1"])
+
+
+class TopK(BaseModel):
+    label: str = Field(examples=["cat"])
+    probability: float = Field(examples=[0.91])
+
+
+class Prediction(BaseModel):
+    filename: str | None = Field(examples=["cat.jpg"])
+    label: str = Field(examples=["cat"])
+    class_id: int = Field(examples=[3])
+    probabilities: dict[str, float]
+    top_k: list[TopK]
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    predictions: list[Prediction]
+
+
+class LayerMaps(BaseModel):
+    name: str = Field(examples=["conv1"])
+    shape: list[int] = Field(examples=[[32, 32, 64]], description="[H, W, C]")
+    values: list[list[list[float]]] = Field(description="activations indexed [y][x][channel]")
+
+
+class FeatureMapsResponse(BaseModel):
+    model: ModelRef
+    prediction: Prediction
+    input_png_base64: str = Field(description="the 32x32 RGB image the model received, as a PNG")
+    layers: list[LayerMaps]
+
+
+class TFServingResponse(BaseModel):
+    predictions: list[list[float]] = Field(description="one row of 10 class probabilities per instance")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_image"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

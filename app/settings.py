@@ -1,0 +1,38 @@
+"""Service settings: one frozen object, read from `CIFAR10_*` environment variables
+(or a .env file) when the app is created, never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CIFAR10_", env_file=".env", frozen=True, extra="ignore")
+
+    model_dir: Path = Field(Path("saved_models/cifar10"), description="model folder; its highest numeric version is served")
+    max_batch_size: int = Field(64, ge=1, le=1024, description="images per model call")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more images after its first")
+    max_queue: int = Field(1024, ge=1, le=100_000, description="images waiting for a batch before requests get 429")
+    request_timeout_s: float = Field(10.0, gt=0, le=600, description="deadline for one request's inference; then 504")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1 << 30, description="request body limit; larger gets 413")
+    max_images_per_request: int = Field(64, ge=1, le=1024, description="files (or TF Serving instances) in one request")
+    max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000, description="declared width x height above which an image is refused as a decompression bomb")
+    retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After on 429 responses")
+    api_keys: Annotated[frozenset[str], NoDecode] = Field(frozenset(), description="comma-separated keys; empty = no auth")
+    warmup: bool = Field(True, description="run the model at every batch size before turning ready")
+    log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @property
+    def max_wait_s(self) -> float:
+        return self.max_wait_ms / 1000.0

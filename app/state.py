@@ -1,0 +1,23 @@
+"""What the lifespan creates and the handlers use, held on `app.state.service`."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.batcher import Batcher
+from app.classifier import Classifier
+from app.metrics import Metrics
+
+
+@dataclass
+class Service:
+    metrics: Metrics
+    classifier: Classifier | None = None
+    executor: ThreadPoolExecutor | None = None
+    predict_batcher: Batcher[np.ndarray, np.ndarray] | None = None
+    feature_batcher: Batcher[np.ndarray, dict[str, np.ndarray]] | None = None
+    ready: bool = False
+    load_seconds: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,58 @@
+"""Multipart uploads: parse with explicit limits, then decode every image.
+
+The form is parsed here rather than through FastAPI's `File()` parameters so the
+limits (file count, part size) are ours and every violation gets our error shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+
+from app.errors import InvalidRequest, PayloadTooLarge
+from app.images import decode_image
+from app.settings import Settings
+
+UPLOAD_FIELDS = ("file", "files")
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str | None
+    pixels: np.ndarray  # uint8 [32, 32, 3]
+
+
+async def read_uploads(request: Request, settings: Settings, max_files: int) -> list[Upload]:
+    """Decoded images from the `file`/`files` fields, in upload order."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidRequest("send the image(s) as multipart/form-data in the field 'file' (or 'files')")
+    try:
+        form = await request.form(max_files=max_files, max_fields=16, max_part_size=settings.max_upload_bytes)
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette wraps parser errors in a 400 HTTPException; we want our own codes.
+        message = str(getattr(exc, "message", None) or getattr(exc, "detail", exc))
+        if "too many files" in message.lower():
+            raise PayloadTooLarge(f"too many files: at most {max_files} per request") from None
+        raise InvalidRequest(f"malformed multipart body: {message}") from None
+    try:
+        files = [v for key in UPLOAD_FIELDS for v in form.getlist(key)]
+        if not files:
+            raise InvalidRequest("no image: upload it in the multipart field 'file' (or several in 'files')")
+        if len(files) > max_files:
+            raise PayloadTooLarge(f"too many files: {len(files)} uploaded, at most {max_files} per request")
+        uploads = []
+        for index, item in enumerate(files):
+            if not isinstance(item, UploadFile):
+                raise InvalidRequest(f"field value #{index + 1} is text, not a file upload")
+            name = item.filename or f"file #{index + 1}"
+            data = await item.read()
+            uploads.append(Upload(item.filename, decode_image(data, settings.max_image_pixels, name)))
+        return uploads
+    finally:
+        await form.close()
