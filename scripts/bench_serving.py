@@ -1,0 +1,195 @@
+"""Load benchmark for the service: starts the server itself, sends single-image
+/predict requests at several concurrencies for a bounded time each, and prints one
+table (requests/s, p50/p95/p99 latency, mean batch size) for three configurations:
+batching on, batching off (MAX_BATCH_SIZE=1), and the raw SavedModel called in-process
+at batch 64 (the ceiling).
+
+    python scripts/bench_serving.py [--duration 10] [--concurrency 1,8,32,64,128]
+
+Loopback only; the load generator shares the machine with the server, as a sidecar
+would. Numbers depend on the machine: the README names the one that produced its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+
+
+def sample_images(n: int = 64) -> list[bytes]:
+    """Real CIFAR-10 JPEGs where ../shared has them, else random PNGs."""
+    if SHARED.is_file():
+        out = []
+        with tarfile.open(SHARED) as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith(".jpg"):
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    out.append(f.read())
+                    if len(out) == n:
+                        return out
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
+        images.append(buf.getvalue())
+    return images
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(model_dir: str, max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_MAX_BATCH_SIZE": str(max_batch),
+           "CIFAR10_MAX_WAIT_MS": str(max_wait_ms), "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited during start-up")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("server not ready in 300 s")
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    total = count = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith('cifar10_batch_size_sum{batcher="predict"}'):
+            total = float(line.split()[-1])
+        elif line.startswith('cifar10_batch_size_count{batcher="predict"}'):
+            count = float(line.split()[-1])
+    return total, count
+
+
+async def load(url: str, images: list[bytes], concurrency: int, duration: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def worker(i: int) -> None:
+            nonlocal errors
+            k = i
+            while time.perf_counter() < stop_at:
+                data = images[k % len(images)]
+                k += concurrency
+                started = time.perf_counter()
+                r = await client.post("/predict", files={"file": ("x.jpg", data, "image/jpeg")})
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+        "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
+        "p99": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+        "errors": errors,
+    }
+
+
+def raw_ceiling(model_dir: str, images: list[bytes], seconds: float) -> float:
+    """Images/s of the SavedModel's serving signature called directly at batch 64."""
+    import tensorflow as tf
+
+    sys.path.insert(0, str(ROOT))
+    from app.images import decode_image
+    from model import contract
+
+    path = contract.latest_version_dir(Path(model_dir))
+    serve = tf.saved_model.load(str(path)).signatures[contract.SERVING_SIGNATURE]
+    batch = tf.constant(np.stack([decode_image(d, 10**8) for d in (images * 64)[:64]]))
+    for _ in range(3):
+        serve(image=batch)
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        serve(image=batch)["probabilities"].numpy()
+        n += 64
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default=str(ROOT / "saved_models" / "cifar10"))
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per cell (bounded)")
+    parser.add_argument("--concurrency", default="1,8,32,64,128")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    images = sample_images()
+    rows = []
+    for label, max_batch in (("batching on (max 64)", 64), ("batching off (max 1)", 1)):
+        proc, url = start_server(args.model_dir, max_batch, args.max_wait_ms)
+        try:
+            asyncio.run(load(url, images, 8, 2.0))  # warm the connections and code paths
+            for c in levels:
+                before = batch_stats(url)
+                result = asyncio.run(load(url, images, c, args.duration))
+                after = batch_stats(url)
+                served = after[1] - before[1]
+                result["batch"] = (after[0] - before[0]) / served if served else float("nan")
+                rows.append((label, c, result))
+                print(f"  {label:<22} c={c:<4} {result['rps']:8.1f} req/s", file=sys.stderr, flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    ceiling = raw_ceiling(args.model_dir, images, args.duration)
+
+    cpu = platform.processor() or platform.machine()
+    print(f"\nmachine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, model {args.model_dir}")
+    print(f"load: single-image /predict, {args.duration:g} s per cell, max_wait_ms={args.max_wait_ms:g}\n")
+    print("| configuration | concurrency | requests/s | p50 ms | p95 ms | p99 ms | mean batch | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, c, r in rows:
+        print(f"| {label} | {c} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['batch']:.1f} | {r['errors']} |")
+    print(f"| raw SavedModel, batch 64, in-process | - | {ceiling:.1f} images/s | | | | 64 | |")
+    on = {c: r for label, c, r in rows if label.startswith("batching on")}
+    off = {c: r for label, c, r in rows if label.startswith("batching off")}
+    if 64 in on and 64 in off:
+        print(f"\nat concurrency 64: batching on / off = {on[64]['rps'] / off[64]['rps']:.2f}x; "
+              f"on / raw ceiling = {on[64]['rps'] / ceiling:.2f}x; p99 {on[64]['p99']:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The image policy: formats, modes, orientation, crop/resize and every bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
+from app.images import decode_image
+
+LIMIT = 40_000_000
+
+
+def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_32x32_rgb_is_used_exactly() -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = decode_image(encode(Image.fromarray(pixels), "PNG"), LIMIT)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, pixels)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        pytest.param("RGB", "JPEG", id="jpeg"),
+        pytest.param("RGB", "WEBP", id="webp"),
+        pytest.param("RGB", "BMP", id="bmp"),
+        pytest.param("P", "GIF", id="gif-palette"),
+        pytest.param("L", "PNG", id="grey"),
+        pytest.param("RGBA", "PNG", id="rgba"),
+        pytest.param("CMYK", "JPEG", id="cmyk"),
+        pytest.param("I;16", "PNG", id="16-bit"),
+        pytest.param("LA", "PNG", id="grey-alpha"),
+    ],
+)
+def test_formats_and_modes_become_32x32_rgb(mode: str, fmt: str) -> None:
+    img = Image.new("RGB", (100, 60), (200, 30, 30)).convert(mode)
+    out = decode_image(encode(img, fmt), LIMIT)
+    assert out.shape == (32, 32, 3)
+    assert out.dtype == np.uint8
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
+    arr = np.full((40, 40), 32768, dtype=np.uint16)  # mid-grey in 16 bits
+    out = decode_image(encode(Image.fromarray(arr), "PNG"), LIMIT)
+    assert 120 <= int(out.mean()) <= 135
+
+
+def test_transparency_is_composited_on_white() -> None:
+    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    out = decode_image(encode(img, "PNG"), LIMIT)
+    assert (out == 255).all()
+
+
+def test_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    out = decode_image(buf.getvalue(), LIMIT)
+    assert out[..., 0].mean() > 200 and out[..., 2].mean() < 50
+
+
+def test_centre_crop_keeps_the_middle() -> None:
+    # A wide image: red left third, green middle, blue right; the square crop is green.
+    arr = np.zeros((90, 270, 3), dtype=np.uint8)
+    arr[:, :90, 0] = 255
+    arr[:, 90:180, 1] = 255
+    arr[:, 180:, 2] = 255
+    out = decode_image(encode(Image.fromarray(arr), "PNG"), LIMIT)
+    assert out[..., 1].mean() > 240 and out[..., 0].mean() < 10 and out[..., 2].mean() < 10
+
+
+def test_exif_orientation_is_applied() -> None:
+    # Left half black, right half white, stored with "rotate 90" orientation (6):
+    # upright, the black half is on top.
+    arr = np.zeros((64, 64, 3), dtype=np.uint8)
+    arr[:, 32:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = decode_image(encode(Image.fromarray(arr), "JPEG", exif=exif, quality=95), LIMIT)
+    top, bottom = out[:12].mean(), out[20:].mean()
+    assert top < 40 and bottom > 215
+
+
+def test_large_jpeg_is_resized_with_antialiasing() -> None:
+    # A fine checkerboard averages to grey when antialiased; naive sampling gives 0 or 255.
+    board = (np.indices((1024, 1024)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    out = decode_image(encode(Image.fromarray(board).convert("RGB"), "PNG"), LIMIT)
+    assert 100 < out.mean() < 155 and out.std() < 30
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"),
+    [
+        pytest.param(b"", InvalidImage, "empty", id="empty"),
+        pytest.param(b"hello, world", UnsupportedImage, "not an image", id="text"),
+        pytest.param(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, UnsupportedImage, "", id="broken-png-header"),
+    ],
+)
+def test_bad_bytes(data: bytes, error: type[Exception], fragment: str) -> None:
+    with pytest.raises(error) as info:
+        decode_image(data, LIMIT, "upload.bin")
+    assert fragment in str(info.value)
+
+
+def test_truncated_jpeg_is_invalid() -> None:
+    data = encode(Image.new("RGB", (200, 200), (10, 200, 10)), "JPEG")
+    with pytest.raises(InvalidImage, match="corrupt or truncated"):
+        decode_image(data[: len(data) // 2], LIMIT, "half.jpg")
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    # A 20000x20000 PNG compresses to a few hundred KB but would need 1.2 GB decoded.
+    data = encode(Image.new("L", (20000, 20000)), "PNG")
+    assert len(data) < 2_000_000
+    with pytest.raises(ImageTooLarge, match="exceeds the limit"):
+        decode_image(data, LIMIT, "bomb.png")
+
+
+def test_pixel_limit_is_the_setting() -> None:
+    data = encode(Image.new("RGB", (300, 300)), "PNG")
+    with pytest.raises(ImageTooLarge, match="300x300"):
+        decode_image(data, 50_000, "big.png")
