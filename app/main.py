@@ -13,8 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from app.batcher import Batcher
 from app.classifier import Classifier, ModelLoadError
@@ -27,6 +30,7 @@ from app.settings import Settings
 from app.state import Service
 
 log = logging.getLogger("cifar10")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def _configure_logging(level: str) -> None:
@@ -96,6 +100,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router, dependencies=auth)
     app.include_router(feature_maps.router, dependencies=auth)
     app.include_router(tfserving.router, dependencies=auth)
+    # The page needs no key to load: it asks for one and sends it with each API call.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
     # Added last = outermost: ids and metrics cover even requests the limit rejects.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.service.metrics)
