@@ -1,0 +1,124 @@
+"""The web page in headless Chromium (Debian's chromium + chromium-driver) against a
+real uvicorn process: upload, bar chart, feature-map grids, errors, screenshots."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.server import uvicorn_server
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with uvicorn_server(tmp_path_factory.mktemp("logs") / "page.log") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # Without these flags Chromium keeps trying to reach the internet.
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver, condition, timeout: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def test_upload_shows_prediction_and_feature_maps(server: str, browser, real_samples, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(server)
+    wait(driver, lambda d: "validation accuracy" in d.find_element(By.ID, "model-info").text)
+    cls, name, data = real_samples[12]
+    image = tmp_path / name
+    image.write_bytes(data)
+    driver.find_element(By.ID, "file-input").send_keys(str(image))
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars li")) == 5)
+    layers = httpx.get(f"{server}/v1/models/cifar10").json()["layers"]
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#layers .layer")) == len(layers))
+    for layer in layers:
+        section = driver.find_element(By.CSS_SELECTOR, f'.layer[data-layer="{layer["name"]}"]')
+        assert "×".join(map(str, layer["shape"])) in section.find_element(By.TAG_NAME, "h3").text
+        assert len(section.find_elements(By.TAG_NAME, "canvas")) == min(32, layer["shape"][2])
+    page_label = driver.find_element(By.CSS_SELECTOR, "#bars li").get_attribute("data-label")
+    api = httpx.post(f"{server}/predict", files={"file": (name, data, "image/jpeg")}).json()
+    assert page_label == api["predictions"][0]["label"]
+    assert driver.find_element(By.ID, "model-input").get_attribute("src").startswith("data:image/png;base64,")
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "page-desktop.png"))
+
+    # Paging keeps big layers light: the first layer with more than 32 channels grows on request.
+    big = next(layer for layer in layers if layer["shape"][2] > 32)
+    section = driver.find_element(By.CSS_SELECTOR, f'.layer[data-layer="{big["name"]}"]')
+    section.find_element(By.CSS_SELECTOR, "button.more").click()
+    assert len(section.find_elements(By.TAG_NAME, "canvas")) == min(64, big["shape"][2])
+
+    driver.find_element(By.CSS_SELECTOR, ".channels button").click()
+    wait(driver, lambda d: d.find_element(By.ID, "zoom").get_attribute("open") is not None)
+    assert "channel 0" in driver.find_element(By.ID, "zoom-title").text
+    driver.find_element(By.CSS_SELECTOR, "#zoom button").click()
+
+
+def test_sample_and_error_messages(server: str, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(server)
+    driver.find_element(By.CSS_SELECTOR, 'button[data-sample="ship"]').click()
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars li")) == 5)
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("this is not an image")
+    driver.find_element(By.ID, "file-input").send_keys(str(text_file))
+    error = wait(driver, lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").is_displayed() else None)
+    assert "not an image" in error.text and "415" in error.text
+
+
+def test_phone_viewport(server: str, browser, real_samples, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.set_window_size(390, 1400)
+    try:
+        driver.get(server)
+        image = tmp_path / "phone.jpg"
+        image.write_bytes(real_samples[30][2])
+        driver.find_element(By.ID, "file-input").send_keys(str(image))
+        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#layers .layer")) > 0)
+        # Nothing may force horizontal scrolling on a phone.
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 390
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "page-phone.png"))
+    finally:
+        driver.set_window_size(1280, 1600)
