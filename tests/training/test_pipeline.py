@@ -64,8 +64,8 @@ def test_export_refuses_when_outputs_disagree(tiny_run: Path, tmp_path: Path) ->
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     with np.load(run / "parity.npz") as parity:
-        images, probs = parity["images"], parity["probabilities"]
-    np.savez(run / "parity.npz", images=images, probabilities=np.roll(probs, 1, axis=1))
+        saved = dict(parity)
+    np.savez(run / "parity.npz", **{**saved, "probabilities": np.roll(saved["probabilities"], 1, axis=1)})
     with pytest.raises(ExportError, match="disagrees"):
         export_run(run, tmp_path / "out" / "1")
     assert not (tmp_path / "out" / "1").exists()
