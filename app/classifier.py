@@ -24,7 +24,7 @@ class ModelLoadError(Exception):
 @dataclass(frozen=True)
 class LayerInfo:
     name: str
-    shape: tuple[int, int, int]  # H, W, C
+    shape: tuple[int, ...]  # H, W, C
 
 
 def bucket_sizes(max_batch_size: int) -> list[int]:
@@ -69,7 +69,7 @@ class Classifier:
         self.classes = self._read_labels()
         outputs = self._features.structured_outputs
         self.layers = [
-            LayerInfo(name, tuple(int(d) for d in spec.shape[1:]))  # type: ignore[misc]
+            LayerInfo(name, tuple(int(d) for d in spec.shape[1:]))
             for name, spec in outputs.items()
             if name != contract.PROBABILITIES
         ]

@@ -13,7 +13,7 @@ import os
 import pickle
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -106,7 +106,7 @@ def _decode(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # A member is (posix path inside the source, a callable returning its bytes).
-Member = tuple[PurePosixPath, "callable[[], bytes]"]  # type: ignore[valid-type]
+Member = tuple[PurePosixPath, Callable[[], bytes]]
 
 
 def _dir_members(root: Path) -> Iterator[Member]:

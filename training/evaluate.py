@@ -44,5 +44,5 @@ def evaluate(saved_model: Path, data: str, split: str = "val", tta: bool = False
         for i in range(0, len(images), batch_size)
     ])
     report = classification_report(labels, preds)
-    report.update({"model": str(path), "signature": signature, "split": split, "images": int(len(labels)), "data_sha256": ds.sha256})
+    report.update({"model": str(path), "signature": signature, "split": split, "images": len(labels), "data_sha256": ds.sha256})
     return report

@@ -161,5 +161,5 @@ def _model_card(cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, s
         "training": {"epochs": cfg.epochs, "train_seconds": metrics.get("train_seconds"), "device": metrics.get("device"),
                      "keras_backend": metrics.get("backend"), "preset": cfg.preset, "config": cfg.to_json()},
         "export": {"parity_max_abs_diff": parity, "tensorflow": tf.__version__, "keras": keras.__version__,
-                   "git_commit": git_commit(), "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+                   "git_commit": git_commit(), "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import sys
 import time
@@ -59,6 +60,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
 def device_name() -> str:
     backend = keras.backend.backend()
     if backend == "jax":
@@ -69,12 +80,12 @@ def device_name() -> str:
     if backend == "torch":
         import torch
 
-        return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"cpu:{platform.processor() or platform.machine()}"
+        return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"cpu:{_cpu_name()}"
     if backend == "tensorflow":
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        return f"gpu:{gpus[0].name}" if gpus else f"cpu:{platform.processor() or platform.machine()}"
+        return f"gpu:{gpus[0].name}" if gpus else f"cpu:{_cpu_name()}"
     return backend
 
 
@@ -143,8 +154,8 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
         "device": device_name(),
         "data_source": data.source,
         "data_sha256": data.sha256,
-        "train_images": int(len(train_idx)),
-        "val_images": int(len(val_idx)),
+        "train_images": len(train_idx),
+        "val_images": len(val_idx),
         "truncated_epochs_to_steps": max_steps,
     }
     if cfg.mixed_precision:
