@@ -32,5 +32,4 @@ async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(app, startup_timeout=120) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            client.app = app  # type: ignore[attr-defined]
             yield client
