@@ -171,8 +171,13 @@ def test_shipped_seed_first_feature_map_recomputed_in_numpy(real_samples) -> Non
 
     path = contract.latest_version_dir(SHIPPED_SEED)
     loaded = tf.saved_model.load(str(path))
-    conv1 = next(v for v in loaded.variables if "conv1" in v.path and "kernel" in v.path).numpy()
-    bias = next(v for v in loaded.variables if "conv1" in v.path and "bias" in v.path).numpy()
+    # Read the kernel from the SavedModel's own variables: conv1 is the only kernel
+    # that takes the 3 colour channels.
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    (kernel_key,) = [k for k, shape in shapes.items() if "_kernel" in k and shape == [5, 5, 3, 64]]
+    conv1 = reader.get_tensor(kernel_key)
+    bias = reader.get_tensor(kernel_key.replace("_kernel", "bias"))
     images = np.stack([np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for _, _, data in real_samples[:8]])
     served = loaded.signatures[contract.FEATURE_MAPS_SIGNATURE](image=tf.constant(images))["conv1"].numpy()
     x = (images.astype(np.float64) - np.array(contract.CHANNEL_MEAN)) / np.array(contract.CHANNEL_STD)
