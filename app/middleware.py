@@ -8,7 +8,6 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,7 +93,3 @@ async def _send_413(send: Send, limit: int) -> None:
     headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def request_id(scope_state: dict[str, Any]) -> str:
-    return str(scope_state.get("request_id", ""))
