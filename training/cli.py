@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--widths", help="fast only: comma-separated block widths, e.g. 64,256,256")
+    t.add_argument("--stem", choices=["conv", "whiten"], help="fast only: trained 3x3 conv or frozen 2x2 whitening")
+    t.add_argument("--data-format", choices=["auto", "channels_last", "channels_first"],
+                   help="fast only: tensor layout while training (auto: channels_first under PyTorch)")
     t.add_argument("--val-size", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--max-steps", type=int, help="cut each epoch to this many steps (smoke tests)")
@@ -60,6 +63,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         "arch": args.arch, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
         "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
+        "stem": args.stem, "data_format": args.data_format,
     }
     if args.widths:
         overrides["widths"] = tuple(int(w) for w in args.widths.split(","))

@@ -12,6 +12,8 @@ from typing import Any
 class TrainConfig:
     arch: str = "fast"  # "seed" (the tutorial's network) or "fast" (residual CNN)
     widths: tuple[int, ...] = (64, 128, 128)  # fast only: channels of the three blocks
+    stem: str = "conv"  # fast only: "conv" (trained 3x3) or "whiten" (airbench's frozen 2x2 whitening)
+    data_format: str = "auto"  # fast only, training only: "auto" = channels_first under PyTorch
     epochs: int = 8  # passes over the training split
     batch_size: int = 512  # images per optimiser step
     optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
@@ -47,16 +49,16 @@ class TrainConfig:
 
     def model_options(self) -> dict[str, Any]:
         if self.arch == "fast":
-            return {"widths": self.widths}
+            return {"widths": self.widths, "stem": self.stem}
         return {"l2": self.l2}
 
 
 PRESETS: dict[str, TrainConfig] = {
     # The shipped default model: trained on a 2-core CPU within 45 minutes.
-    "cpu88": TrainConfig(arch="fast", widths=(64, 128, 128), epochs=7, batch_size=256, lr=0.2),
+    "cpu88": TrainConfig(arch="fast", widths=(64, 128, 128), stem="whiten", epochs=10, batch_size=256, lr=0.2),
     # Wider blocks and bf16 for a GPU.
     "gpu": TrainConfig(
-        arch="fast", widths=(64, 256, 256), epochs=10, batch_size=1024, lr=0.4, mixed_precision=True
+        arch="fast", widths=(64, 256, 256), stem="whiten", epochs=10, batch_size=1024, lr=0.4, mixed_precision=True
     ),
     # The seed network with a modern schedule and augmentation (the shipped seed model).
     "seed": TrainConfig(

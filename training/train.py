@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from model import fast
 from model.architectures import build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
@@ -26,6 +27,15 @@ from training.schedule import WarmupLinearDecay
 WEIGHTS_FILE = "model.weights.h5"
 PARITY_FILE = "parity.npz"  # a fixed batch and the trained model's probabilities on it
 PARITY_BATCH = 64
+WHITENING_IMAGES = 5000  # training images whose 2x2 patches fix the whitening stem (as airbench)
+
+
+def training_data_format(requested: str) -> str:
+    """Keras's PyTorch backend transposes channels-last tensors around every conv and
+    pool; training channels-first there saves that. TensorFlow's CPU kernels need NHWC."""
+    if requested != "auto":
+        return requested
+    return "channels_first" if keras.backend.backend() == "torch" else "channels_last"
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -104,7 +114,13 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
     x_val, y_val = data.images[val_idx], data.labels[val_idx]
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
 
-    model = build_model(cfg.arch, **cfg.model_options())
+    options = cfg.model_options()
+    if cfg.arch == "fast":
+        options["data_format"] = training_data_format(cfg.data_format)
+        model = build_model(cfg.arch, **options)
+        fast.adapt(model, x_train[:WHITENING_IMAGES])
+    else:
+        model = build_model(cfg.arch, **options)
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     if max_steps is not None:
         steps = min(steps, max_steps)
@@ -151,6 +167,7 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
         "epochs": cfg.epochs,
         "train_seconds": round(train_seconds, 1),
         "backend": keras.backend.backend(),
+        "data_format": options.get("data_format", "channels_last"),
         "device": device_name(),
         "data_source": data.source,
         "data_sha256": data.sha256,
@@ -161,7 +178,7 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
     if cfg.mixed_precision:
         # Measure, and record parity for, the float32 network that export will rebuild.
         keras.mixed_precision.set_global_policy("float32")
-        float32 = build_model(cfg.arch, **cfg.model_options())
+        float32 = build_model(cfg.arch, **options)
         float32.set_weights(model.get_weights())
         model = float32
     if len(x_val):
