@@ -21,7 +21,7 @@ EPSILON = 5e-4  # keeps the near-zero eigenvalues from blowing the kernel up
 def whitening_kernel(images: np.ndarray, epsilon: float = EPSILON) -> np.ndarray:
     """Kernel [2, 2, C, 2*4*C] from float images [N, H, W, C] (as the layer sees them)."""
     x = np.asarray(images, dtype=np.float64)
-    n, h, w, c = x.shape
+    _, h, w, c = x.shape
     # Every 2x2 patch, flattened in the kernel's (row, column, channel) order.
     patches = np.stack([x[:, i : h - PATCH + 1 + i, j : w - PATCH + 1 + j, :] for i in range(PATCH) for j in range(PATCH)], axis=3)
     patches = patches.reshape(-1, PATCH * PATCH * c)
