@@ -1,20 +1,23 @@
 """`python -m app` / `cifar10-serve`: run one uvicorn worker on the factory.
 
 One worker per process on purpose: one model and one batch queue per process;
-scale out with replicas.
+scale out with replicas. CIFAR10_HOST and CIFAR10_PORT set the defaults of --host and
+--port (the container image listens on 0.0.0.0:8000; replicas sharing the host's
+network each take their own port).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="cifar10-serve")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default=os.environ.get("CIFAR10_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CIFAR10_PORT", "8000")))
     parser.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
     args = parser.parse_args()
     uvicorn.run(
