@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test test-docker lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -22,6 +22,10 @@ serve: install
 
 test: install
 	$(PY) -m pytest
+
+# The image and the compose stack under a dockerd of the tests' own (root; see README).
+test-docker: install
+	$(PY) -m pytest -m docker
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,0 +1,52 @@
+# The CIFAR-10 service: one uvicorn worker (one model, one batch queue) per container;
+# scale with replicas. Build:
+#   docker build -t cifar10-service .                                  # CPU, python:3.11-slim
+#   docker build --build-arg VARIANT=gpu -t cifar10-service:gpu .      # TensorFlow with CUDA
+#   docker build --build-arg BASE_IMAGE=cifar10-base:bookworm ...      # air-gapped, see docker/base
+ARG BASE_IMAGE=python:3.11-slim
+
+# --- the runtime requirements, extracted from pyproject.toml --------------------------
+FROM ${BASE_IMAGE} AS requirements
+ARG VARIANT=cpu
+COPY pyproject.toml docker/requirements.py /src/
+RUN python3 /src/requirements.py --pyproject /src/pyproject.toml --variant "$VARIANT" > /requirements.txt
+
+# --- dependencies: a layer of their own, rebuilt only when the requirements change ----
+# (COPY's cache key is the file's content: editing pyproject.toml's tool sections
+# does not reinstall TensorFlow.)
+FROM ${BASE_IMAGE} AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=180
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt
+
+# --- the project itself: the service and the model code, not training --------------
+FROM deps AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY model/ model/
+COPY app/ app/
+RUN pip install --no-deps . && rm -rf /src
+
+# --- runtime: the same base, the virtual environment and the default model ----------
+FROM ${BASE_IMAGE} AS runtime
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    CIFAR10_HOST=0.0.0.0 \
+    CIFAR10_PORT=8000 \
+    CIFAR10_MODEL_DIR=/models/cifar10
+COPY --from=build /opt/venv /opt/venv
+# The shipped default model; mount another read-only and point CIFAR10_MODEL_DIR at it.
+COPY saved_models/cifar10/ /models/cifar10/
+WORKDIR /srv
+# A numeric, non-root user: nothing in the image needs root, and no passwd entry is needed.
+USER 10001:10001
+EXPOSE 8000
+# The start period covers TensorFlow's import, the model load and the warm-up.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-m", "app.healthcheck"]
+CMD ["cifar10-serve"]

@@ -1,0 +1,34 @@
+"""Print the service's runtime requirements from pyproject.toml, for the Dockerfile's
+dependency layer (cached until pyproject.toml changes).
+
+    python docker/requirements.py [--variant cpu|gpu] [--pyproject PATH]
+
+`gpu` swaps the TensorFlow requirement for `tensorflow[and-cuda]`, which brings the
+CUDA and cuDNN libraries as wheels, so the GPU image needs no CUDA base image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from pathlib import Path
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def requirements(variant: str, pyproject: Path = PYPROJECT) -> list[str]:
+    deps: list[str] = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    if variant == "cpu":
+        return deps
+    tf = [d for d in deps if re.match(r"tensorflow(-cpu)?\b", d)]
+    version = re.search(r"==\s*([\w.*]+)", tf[0]).group(1) if tf else "2.21.*"  # type: ignore[union-attr]
+    return [d for d in deps if d not in tf] + [f"tensorflow[and-cuda]=={version}"]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--pyproject", type=Path, default=PYPROJECT)
+    args = parser.parse_args()
+    print("\n".join(requirements(args.variant, args.pyproject)))

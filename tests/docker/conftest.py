@@ -1,0 +1,233 @@
+"""A Docker daemon of the tests' own, the images, and the compose stack on loopback.
+
+The daemon runs with --bridge=none --iptables=false so that no container gets an
+address of its own; images build with --network host from the debootstrap stand-in
+base (docker/base/build-base.sh); the compose override docker/compose.hostnet.yml
+puts every container on the host's network, each on its own 127.0.0.1 port. The
+fixtures stop what they started: containers, then the daemon and its containerd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.server import free_port
+
+BASE_IMAGE = "cifar10-base:bookworm"
+TAG = "ci"
+PROJECT = "cifar10ci"
+# The data root persists between runs on one machine, so the base image and the
+# dependency layers are built once; a fresh CI machine builds everything.
+DATA_ROOT = Path(os.environ.get("CIFAR10_DOCKER_ROOT", "/var/lib/cifar10-docker"))
+RUN_DIR = Path("/run/cifar10-docker")
+SOCKET = RUN_DIR / "docker.sock"
+TOOLS = {"dockerd": "docker.io", "docker-compose": "docker-compose", "debootstrap": "debootstrap"}
+
+
+def _ensure_tools() -> None:
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        pytest.fail(f"the docker tests need root to install {', '.join(missing)} and run dockerd")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env)
+
+
+def _docker_cli() -> str:
+    # Debian's client matches Debian's daemon; another client on PATH may be newer.
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
+
+
+@dataclass
+class Docker:
+    cli: str
+    env: dict[str, str]
+    logs: Path
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True, log: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a docker command; with `log`, its output goes to a file under `logs`."""
+        if log:
+            with (self.logs / log).open("w") as out:
+                proc = subprocess.run([self.cli, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+            if check and proc.returncode:
+                pytest.fail(f"docker {' '.join(args)} failed:\n{(self.logs / log).read_text()[-4000:]}")
+            return proc
+        proc = subprocess.run([self.cli, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode:
+            pytest.fail(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return proc
+
+    def compose(self, *args: str, timeout: float = 600, log: str | None = None, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+        files = files or (self.logs / "compose.json",)
+        cmd = ["docker-compose", "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), "--profile", "scaled", *args]
+        out = (self.logs / log).open("w") if log else subprocess.PIPE
+        try:
+            proc = subprocess.run(cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+        if proc.returncode:
+            text = (self.logs / log).read_text() if log else proc.stdout
+            pytest.fail(f"docker-compose {' '.join(args)} failed:\n{text[-4000:]}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
+    """Our own dockerd on a private socket, stopped (with its containerd) afterwards."""
+    _ensure_tools()
+    logs = tmp_path_factory.mktemp("docker-logs")
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    DATA_ROOT.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{SOCKET}", "DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0"}
+    d = Docker(_docker_cli(), env, logs)
+    _stop_stale_daemon(d)
+    with (logs / "dockerd.log").open("w") as out:
+        daemon = subprocess.Popen(
+            ["dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false",
+             "--data-root", str(DATA_ROOT), "--exec-root", str(RUN_DIR / "exec"),
+             "--pidfile", str(RUN_DIR / "dockerd.pid"), "-H", f"unix://{SOCKET}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while d.run("version", check=False, timeout=30).returncode:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dockerd did not start:\n{(logs / 'dockerd.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield d
+    finally:
+        leftover = d.run("ps", "-aq", check=False, timeout=60).stdout.split()
+        if leftover:
+            d.run("rm", "-f", *leftover, check=False, timeout=120)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        # dockerd stops the containerd it started; wait for it to be gone too.
+        deadline = time.monotonic() + 30
+        while _processes_under(RUN_DIR) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not leftover, f"containers left behind: {leftover}"
+        assert not _processes_under(RUN_DIR), f"processes left behind: {_processes_under(RUN_DIR)}"
+
+
+def _stop_stale_daemon(d: Docker) -> None:
+    """A run killed before its teardown leaves its daemon and containers: remove them."""
+    try:
+        pid = int((RUN_DIR / "dockerd.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return
+    stale = d.run("ps", "-aq", check=False, timeout=60).stdout.split()
+    if stale:
+        d.run("rm", "-f", *stale, check=False, timeout=120)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while _processes_under(RUN_DIR) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+DAEMON_PROGRAMS = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "runc", "docker-proxy")
+
+
+def _processes_under(path: Path) -> list[str]:
+    """Docker's own processes (dockerd, containerd, shims) whose command line mentions `path`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if Path(cmdline.split(" ", 1)[0]).name in DAEMON_PROGRAMS and str(path) in cmdline:
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def images(docker: Docker) -> dict[str, str]:
+    """The stand-in base (once per data root), the service image and the nginx image."""
+    if docker.run("image", "inspect", BASE_IMAGE, check=False).returncode:
+        with (docker.logs / "base.log").open("w") as out:
+            proc = subprocess.run([str(ROOT / "docker/base/build-base.sh"), BASE_IMAGE], env={**docker.env, "DOCKER": docker.cli},
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=1200)
+        if proc.returncode:
+            pytest.fail(f"build-base.sh failed:\n{(docker.logs / 'base.log').read_text()[-4000:]}")
+    service, nginx = f"cifar10-service:{TAG}", f"cifar10-nginx:{TAG}"
+    docker.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", service, str(ROOT),
+               timeout=1800, log="build-service.log")
+    docker.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-f", str(ROOT / "docker/nginx/Dockerfile"),
+               "-t", nginx, str(ROOT), timeout=900, log="build-nginx.log")
+    return {"service": service, "nginx": nginx}
+
+
+@dataclass
+class Stack:
+    api: str
+    api_2: str
+    lb: str
+    ports: dict[str, int]
+
+    def container(self, service: str) -> str:
+        return f"{PROJECT}_{service}_1"
+
+
+@pytest.fixture(scope="session")
+def stack(docker: Docker, images: dict[str, str]) -> Iterator[Stack]:
+    """api, api-2 and nginx from docker-compose.yml with the host-network override."""
+    ports = {"API_PORT": free_port(), "API_2_PORT": free_port(), "LB_PORT": free_port()}
+    docker.env.update({k: str(v) for k, v in ports.items()}, CIFAR10_IMAGE_TAG=TAG)
+    s = Stack(*(f"http://127.0.0.1:{ports[k]}" for k in ("API_PORT", "API_2_PORT", "LB_PORT")), ports=ports)
+    _render_hostnet_stack(docker)
+    try:
+        docker.compose("up", "-d", "--no-build", timeout=900, log="compose-up.log")
+        deadline = time.monotonic() + 300
+        while not _ready(s.lb):
+            if time.monotonic() > deadline:
+                pytest.fail("the stack did not become ready:\n" + docker.compose("logs", "--tail", "40").stdout[-6000:])
+            time.sleep(1)
+        yield s
+    finally:
+        docker.compose("logs", "--no-color", timeout=120, log="compose-logs.log")
+        docker.compose("down", "--remove-orphans", "--timeout", "40", timeout=300, log="compose-down.log")
+
+
+def _render_hostnet_stack(docker: Docker) -> None:
+    """docker-compose.yml + docker/compose.hostnet.yml, resolved, without published ports.
+
+    Compose merges `ports` lists rather than replacing them, and Docker refuses port
+    bindings on the host network, so the override alone cannot drop them.
+    """
+    import yaml
+
+    rendered = docker.compose("config", files=(ROOT / "docker-compose.yml", ROOT / "docker/compose.hostnet.yml")).stdout
+    config = yaml.safe_load(rendered)
+    for service in config["services"].values():
+        service.pop("ports", None)
+    # JSON is YAML: compose reads it as it is.
+    (docker.logs / "compose.json").write_text(json.dumps(config, indent=2))
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=3).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,108 @@
+"""The image and the compose stack, built and run for real: predictions through one
+container and through nginx over two replicas, a non-root user, JSON errors from the
+balancer, and a SIGTERM during load that still completes every accepted request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from tests.docker.conftest import Docker, Stack
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _files(real_samples, n: int) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (f"{cls}/{name}", data, "image/jpeg")) for cls, name, data in real_samples[:n]]
+
+
+def test_container_labels_real_images(stack: Stack, real_samples) -> None:
+    r = httpx.post(f"{stack.api}/predict", files=_files(real_samples, 50), timeout=60)
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    correct = sum(p["label"] == cls for p, (cls, _, _) in zip(predictions, real_samples, strict=True))
+    assert correct >= 45, f"only {correct}/50 correct"
+    assert r.json()["model"]["name"] == "cifar10"
+
+
+def test_container_serves_feature_maps(stack: Stack, real_samples) -> None:
+    _, name, data = real_samples[3]
+    r = httpx.post(f"{stack.api}/feature-maps", params={"layers": "block1"}, files={"file": (name, data, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    (layer,) = r.json()["layers"]
+    assert layer["name"] == "block1" and len(layer["values"]) == layer["shape"][0]
+    png = httpx.post(f"{stack.api}/feature-maps", params={"format": "png", "layer": "stem"}, files={"file": (name, data, "image/jpeg")}, timeout=60)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_container_runs_as_non_root(docker: Docker, stack: Stack) -> None:
+    uid = docker.run("exec", stack.container("api"), "python", "-c", "import os; print(os.getuid(), os.getgid())").stdout.split()
+    assert uid == ["10001", "10001"]
+    config = json.loads(docker.run("inspect", stack.container("api")).stdout)[0]
+    assert config["Config"]["User"] == "10001:10001"
+    assert config["HostConfig"]["ReadonlyRootfs"] is True
+    assert config["State"]["Health"]["Status"] == "healthy"
+    # No container has an address of its own: all share the host's network.
+    assert config["HostConfig"]["NetworkMode"] == "host"
+
+
+def test_balancer_uses_both_replicas(stack: Stack, real_samples) -> None:
+    upstreams = set()
+    with httpx.Client(base_url=stack.lb, timeout=60) as client:
+        for i in range(12):
+            cls, name, data = real_samples[i * 4]
+            r = client.post("/predict", files={"file": (name, data, "image/jpeg")}, headers={"X-Request-ID": f"lb-{i}"})
+            assert r.status_code == 200, r.text
+            assert r.headers["X-Request-ID"] == f"lb-{i}"  # nginx passes the client's id through
+            upstreams.add(r.headers["X-Upstream"])
+    assert upstreams == {f"127.0.0.1:{stack.ports['API_PORT']}", f"127.0.0.1:{stack.ports['API_2_PORT']}"}
+
+
+def test_balancer_refuses_oversized_bodies_in_the_error_shape(stack: Stack) -> None:
+    r = httpx.post(f"{stack.lb}/predict", files={"file": ("big.png", b"\0" * (10 * 1024 * 1024 + 1), "image/png")}, timeout=60)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_balancer_forwards_service_errors(stack: Stack) -> None:
+    r = httpx.post(f"{stack.lb}/predict", files={"file": ("x.png", b"not an image", "image/png")}, timeout=60)
+    assert r.status_code == 400 or r.status_code == 415, r.text
+    assert set(r.json()["error"]) == {"code", "message"}
+
+
+def test_sigterm_during_load_completes_accepted_requests(docker: Docker, stack: Stack, real_samples) -> None:
+    # Runs last: it stops api-2. Each request opens its own connection, so a request is
+    # either refused at connect (never accepted) or accepted and must complete.
+    files = _files(real_samples, 32)
+
+    async def scenario() -> tuple[list[int], list[float], float]:
+        loop = asyncio.get_running_loop()
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=stack.api_2, timeout=120, limits=limits) as client:
+
+            async def post() -> tuple[int, float]:
+                r = await client.post("/predict", files=files)
+                return r.status_code, loop.time()
+
+            tasks = [asyncio.create_task(post()) for _ in range(16)]  # 512 images of work
+            await asyncio.sleep(0.3)  # let all sixteen connect and upload
+            signalled = loop.time()
+            stop = asyncio.create_task(asyncio.to_thread(docker.run, "stop", "--time", "60", stack.container("api-2"), timeout=120))
+            results = await asyncio.gather(*tasks)
+            await stop
+            return [status for status, _ in results], [done for _, done in results], signalled
+
+    statuses, finished, signalled = asyncio.run(scenario())
+    assert statuses == [200] * 16
+    # Some requests were still being served when the stop began, and completed.
+    assert max(finished) > signalled, "every request finished before the stop: the test proved nothing"
+    state = json.loads(docker.run("inspect", stack.container("api-2")).stdout)[0]["State"]
+    assert state["Running"] is False and state["ExitCode"] == 0 and state["OOMKilled"] is False
+    logs = docker.run("logs", stack.container("api-2"))
+    assert "stopped after draining the queues" in logs.stdout + logs.stderr
+    # The balancer keeps answering from the remaining replica.
+    r = httpx.post(f"{stack.lb}/predict", files=files[:1], timeout=60)
+    assert r.status_code == 200 and r.headers["X-Upstream"].endswith(f":{stack.ports['API_PORT']}")
