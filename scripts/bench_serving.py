@@ -6,20 +6,22 @@ at batch 64 (the ceiling).
 
     python scripts/bench_serving.py [--duration 10] [--concurrency 1,8,32,64,128]
 
-Loopback only; the load generator shares the machine with the server, as a sidecar
-would. Numbers depend on the machine: the README names the one that produced its table.
+Loopback only. The load comes from wrk (apt-get install wrk), one C thread, so the
+generator takes little of the CPU it shares with the server. Numbers depend on the machine: the README names the one that produced its table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,38 +97,52 @@ def batch_stats(url: str) -> tuple[float, float]:
     return total, count
 
 
-async def load(url: str, images: list[bytes], concurrency: int, duration: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + duration
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+WRK_SCRIPT = r"""
+-- Rotate over the multipart bodies in BENCH_BODIES (one file per body), and print the
+-- counts and latency percentiles as one JSON line at the end.
+local bodies, index = {}, 0
+local boundary = "cifar10benchboundary"
+for path in string.gmatch(os.getenv("BENCH_BODIES"), "[^;]+") do
+  local f = assert(io.open(path, "rb")); bodies[#bodies + 1] = f:read("*a"); f:close()
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+request = function()
+  index = index % #bodies + 1
+  return wrk.format(nil, "/predict", nil, bodies[index])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "seconds": %f, "p50": %f, "p95": %f, "p99": %f, "errors": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(95) / 1e3,
+    latency:percentile(99) / 1e3, e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
 
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
-        async def worker(i: int) -> None:
-            nonlocal errors
-            k = i
-            while time.perf_counter() < stop_at:
-                data = images[k % len(images)]
-                k += concurrency
-                started = time.perf_counter()
-                r = await client.post("/predict", files={"file": ("x.jpg", data, "image/jpeg")})
-                if r.status_code == 200:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors += 1
+def multipart_bodies(images: list[bytes], folder: Path) -> list[Path]:
+    """One single-image multipart body per sample, as files wrk's Lua can read."""
+    paths = []
+    for i, data in enumerate(images):
+        body = (b"--cifar10benchboundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n"
+                b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--cifar10benchboundary--\r\n")
+        path = folder / f"body{i}.bin"
+        path.write_bytes(body)
+        paths.append(path)
+    return paths
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-        "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
-        "p99": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
-        "errors": errors,
-    }
+
+def load(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
+    """wrk (C, one thread) drives the load, so the generator costs the server little CPU."""
+    env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    ok = result["requests"] - result["errors"]
+    return {"rps": ok / result["seconds"], "p50": result["p50"], "p95": result["p95"], "p99": result["p99"],
+            "errors": result["errors"]}
 
 
 def raw_ceiling(model_dir: str, images: list[bytes], seconds: float) -> float:
@@ -157,15 +173,21 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    if shutil.which("wrk") is None:
+        raise SystemExit("the benchmark drives load with wrk: apt-get install wrk")
     images = sample_images()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-"))
+    script = scratch / "predict.lua"
+    script.write_text(WRK_SCRIPT)
+    bodies = multipart_bodies(images, scratch)
     rows = []
     for label, max_batch in (("batching on (max 64)", 64), ("batching off (max 1)", 1)):
         proc, url = start_server(args.model_dir, max_batch, args.max_wait_ms)
         try:
-            asyncio.run(load(url, images, 8, 2.0))  # warm the connections and code paths
+            load(url, bodies, script, 8, 2.0)  # warm the code paths
             for c in levels:
                 before = batch_stats(url)
-                result = asyncio.run(load(url, images, c, args.duration))
+                result = load(url, bodies, script, c, args.duration)
                 after = batch_stats(url)
                 served = after[1] - before[1]
                 result["batch"] = (after[0] - before[0]) / served if served else float("nan")
