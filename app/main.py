@@ -95,11 +95,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = Service(metrics=Metrics())
     register_exception_handlers(app)
     auth = [Depends(require_api_key)]
-    app.include_router(health.router)
-    app.include_router(health.metrics_router, dependencies=auth)
+    # The hot routes first: FastAPI matches routes in order, and matching is a
+    # measurable share of a request's cost on the event loop.
     app.include_router(predict.router, dependencies=auth)
     app.include_router(feature_maps.router, dependencies=auth)
     app.include_router(tfserving.router, dependencies=auth)
+    app.include_router(health.router)
+    app.include_router(health.metrics_router, dependencies=auth)
     # The page needs no key to load: it asks for one and sends it with each API call.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
