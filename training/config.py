@@ -55,7 +55,7 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # The shipped default model: trained on a 2-core CPU within 45 minutes.
-    "cpu88": TrainConfig(arch="fast", widths=(64, 128, 128), stem="whiten", epochs=10, batch_size=256, lr=0.2),
+    "cpu88": TrainConfig(arch="fast", widths=(64, 192, 192), stem="whiten", epochs=9, batch_size=256, lr=0.2),
     # Wider blocks and bf16 for a GPU.
     "gpu": TrainConfig(
         arch="fast", widths=(64, 256, 256), stem="whiten", epochs=10, batch_size=1024, lr=0.4, mixed_precision=True

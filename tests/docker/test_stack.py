@@ -49,7 +49,7 @@ def test_container_runs_as_non_root(docker: Docker, stack: Stack) -> None:
     assert config["HostConfig"]["NetworkMode"] == "host"
 
 
-def test_balancer_uses_both_replicas(stack: Stack, real_samples) -> None:
+def test_balancer_uses_both_replicas_for_predict_and_feature_maps(stack: Stack, real_samples) -> None:
     upstreams = set()
     with httpx.Client(base_url=stack.lb, timeout=60) as client:
         for i in range(12):
@@ -58,7 +58,16 @@ def test_balancer_uses_both_replicas(stack: Stack, real_samples) -> None:
             assert r.status_code == 200, r.text
             assert r.headers["X-Request-ID"] == f"lb-{i}"  # nginx passes the client's id through
             upstreams.add(r.headers["X-Upstream"])
-    assert upstreams == {f"127.0.0.1:{stack.ports['API_PORT']}", f"127.0.0.1:{stack.ports['API_2_PORT']}"}
+        feature_upstreams = set()
+        for i in range(4):
+            _, name, data = real_samples[i]
+            r = client.post("/feature-maps", params={"layers": "stem"}, files={"file": (name, data, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            assert [layer["name"] for layer in r.json()["layers"]] == ["stem"]
+            feature_upstreams.add(r.headers["X-Upstream"])
+    both = {f"127.0.0.1:{stack.ports['API_PORT']}", f"127.0.0.1:{stack.ports['API_2_PORT']}"}
+    assert upstreams == both
+    assert feature_upstreams == both
 
 
 def test_balancer_refuses_oversized_bodies_in_the_error_shape(stack: Stack) -> None:
