@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from model import fast, seed
 
@@ -18,6 +19,13 @@ def build_model(arch: str, **options: Any) -> keras.Model:
     if arch == "fast":
         return fast.build_fast(**options)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def adapt_model(arch: str, model: keras.Model, images: np.ndarray) -> None:
+    """Fit a fresh model's data-derived parts (the fast net's whitening stem) to uint8
+    training images, before training; the seed network has none."""
+    if arch == "fast":
+        fast.adapt(model, images)
 
 
 def feature_layers(arch: str) -> tuple[str, ...]:

@@ -15,8 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from model import fast
-from model.architectures import build_model
+from model.architectures import adapt_model, build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
 from training.config import TrainConfig
@@ -117,10 +116,8 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
     options = cfg.model_options()
     if cfg.arch == "fast":
         options["data_format"] = training_data_format(cfg.data_format)
-        model = build_model(cfg.arch, **options)
-        fast.adapt(model, x_train[:WHITENING_IMAGES])
-    else:
-        model = build_model(cfg.arch, **options)
+    model = build_model(cfg.arch, **options)
+    adapt_model(cfg.arch, model, x_train[:WHITENING_IMAGES])
     steps = int(np.ceil(len(x_train) / cfg.batch_size))
     if max_steps is not None:
         steps = min(steps, max_steps)
