@@ -58,32 +58,30 @@ class Docker:
     env: dict[str, str]
     logs: Path
 
-    def run(self, *args: str, timeout: float = 600, check: bool = True, log: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a docker command; with `log`, its output goes to a file under `logs`."""
+    def exec(self, cmd: list[str], *, timeout: float = 600, check: bool = True, log: str | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` from the repository root; with `log`, its output goes to a file
+        under `logs` (long builds), else it is captured. `check` fails the test with
+        the output's tail."""
+        env = {**self.env, **(env or {})}
         if log:
             with (self.logs / log).open("w") as out:
-                proc = subprocess.run([self.cli, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout)
-            if check and proc.returncode:
-                pytest.fail(f"docker {' '.join(args)} failed:\n{(self.logs / log).read_text()[-4000:]}")
-            return proc
-        proc = subprocess.run([self.cli, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+                proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+            output = (self.logs / log).read_text()
+        else:
+            proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            output = f"{proc.stdout}\n{proc.stderr}"
         if check and proc.returncode:
-            pytest.fail(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}")
         return proc
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True, log: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.exec([self.cli, *args], timeout=timeout, check=check, log=log)
 
     def compose(self, *args: str, timeout: float = 600, log: str | None = None, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
         files = files or (self.logs / "compose.json",)
         cmd = ["docker-compose", "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), "--profile", "scaled", *args]
-        out = (self.logs / log).open("w") if log else subprocess.PIPE
-        try:
-            proc = subprocess.run(cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout)
-        finally:
-            if log:
-                out.close()  # type: ignore[union-attr]
-        if proc.returncode:
-            text = (self.logs / log).read_text() if log else proc.stdout
-            pytest.fail(f"docker-compose {' '.join(args)} failed:\n{text[-4000:]}")
-        return proc
+        return self.exec(cmd, timeout=timeout, log=log)
 
 
 @pytest.fixture(scope="session")
@@ -166,11 +164,7 @@ def _processes_under(path: Path) -> list[str]:
 def images(docker: Docker) -> dict[str, str]:
     """The stand-in base (once per data root), the service image and the nginx image."""
     if docker.run("image", "inspect", BASE_IMAGE, check=False).returncode:
-        with (docker.logs / "base.log").open("w") as out:
-            proc = subprocess.run([str(ROOT / "docker/base/build-base.sh"), BASE_IMAGE], env={**docker.env, "DOCKER": docker.cli},
-                                  stdout=out, stderr=subprocess.STDOUT, timeout=1200)
-        if proc.returncode:
-            pytest.fail(f"build-base.sh failed:\n{(docker.logs / 'base.log').read_text()[-4000:]}")
+        docker.exec([str(ROOT / "docker/base/build-base.sh"), BASE_IMAGE], env={"DOCKER": docker.cli}, timeout=1200, log="base.log")
     service, nginx = f"cifar10-service:{TAG}", f"cifar10-nginx:{TAG}"
     docker.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", service, str(ROOT),
                timeout=1800, log="build-service.log")
