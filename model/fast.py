@@ -15,13 +15,14 @@ channels-first loads into the channels-last one that export builds for TensorFlo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
-from model.layers import Standardise
+from model.layers import PartialDirac, ScaledBias, Standardise
 from model.whitening import PatchWhitening
 
 FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
@@ -35,12 +36,25 @@ STEMS = ("conv", "whiten")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def _conv_bn_gelu(x: keras.KerasTensor, width: int, name: str, pool: bool, data_format: str) -> keras.KerasTensor:
+def _conv_bn_gelu(
+    x: keras.KerasTensor, width: int, name: str, pool: bool, data_format: str, bias_lr_scale: float, dirac: bool
+) -> keras.KerasTensor:
     axis = 1 if data_format == "channels_first" else -1
-    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, data_format=data_format, name=f"{name}_conv")(x)
+    init = PartialDirac() if dirac else "glorot_uniform"
+    x = keras.layers.Conv2D(
+        width, 3, padding="same", use_bias=False, kernel_initializer=init, data_format=data_format, name=f"{name}_conv"
+    )(x)
     if pool:
         x = keras.layers.MaxPooling2D(2, data_format=data_format, name=f"{name}_pool")(x)
-    x = keras.layers.BatchNormalization(axis=axis, momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
+    if bias_lr_scale == 1.0:
+        x = keras.layers.BatchNormalization(axis=axis, momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
+    else:
+        # airbench's batch norm: no scale (it would only fight the conv's own scale) and a
+        # bias that learns bias_lr_scale times faster than the convs.
+        x = keras.layers.BatchNormalization(
+            axis=axis, momentum=BN_MOMENTUM, epsilon=1e-5, center=False, scale=False, name=f"{name}_bn"
+        )(x)
+        x = ScaledBias(math.sqrt(bias_lr_scale), axis=axis, name=f"{name}_bias")(x)
     return keras.layers.Activation("gelu", name=f"{name}_gelu")(x)
 
 
@@ -49,10 +63,19 @@ def build_fast(
     stem: str = "conv",
     stem_width: int = 32,
     data_format: str = "channels_last",
+    bias_lr_scale: float = 1.0,
+    dirac: bool = False,
 ) -> keras.Model:
-    """Build the fast network; it maps uint8 NHWC images to float32 logits."""
+    """Build the fast network; it maps uint8 NHWC images to float32 logits.
+
+    `bias_lr_scale` != 1 drops the batch norms' scale and trains their bias that many
+    times faster (see ScaledBias); `dirac` starts every block conv as an identity.
+    The defaults build the network of the first shipped models.
+    """
     if stem not in STEMS:
         raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
+    if bias_lr_scale <= 0:
+        raise ValueError(f"bias_lr_scale must be positive, got {bias_lr_scale}")
     if data_format not in DATA_FORMATS:
         raise ValueError(f"unknown data_format {data_format!r}; choose one of {', '.join(DATA_FORMATS)}")
     inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
@@ -63,11 +86,11 @@ def build_fast(
         x = PatchWhitening(IMAGE_SHAPE[-1], data_format=data_format, name="stem_whiten")(x)
         x = keras.layers.Activation("gelu", name="stem_gelu")(x)
     else:
-        x = _conv_bn_gelu(x, stem_width, "stem_in", pool=False, data_format=data_format)
+        x = _conv_bn_gelu(x, stem_width, "stem_in", False, data_format, bias_lr_scale, dirac)
     x = keras.layers.Identity(name="stem")(x)
     for i, width in enumerate(widths, start=1):
-        x = _conv_bn_gelu(x, width, f"block{i}_a", pool=True, data_format=data_format)
-        y = _conv_bn_gelu(x, width, f"block{i}_b", pool=False, data_format=data_format)
+        x = _conv_bn_gelu(x, width, f"block{i}_a", True, data_format, bias_lr_scale, dirac)
+        y = _conv_bn_gelu(x, width, f"block{i}_b", False, data_format, bias_lr_scale, dirac)
         x = keras.layers.Add(name=f"block{i}")([x, y])
     x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="global_pool")(x)
     x = keras.layers.Dense(NUM_CLASSES, use_bias=False, dtype="float32", name="linear")(x)

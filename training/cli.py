@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--stem", choices=["conv", "whiten"], help="fast only: trained 3x3 conv or frozen 2x2 whitening")
     t.add_argument("--data-format", choices=["auto", "channels_last", "channels_first"],
                    help="fast only: tensor layout while training (auto: channels_first under PyTorch)")
+    t.add_argument("--bias-lr-scale", type=float, help="fast only: batch-norm bias learning rate / base (1: plain batch norm)")
+    t.add_argument("--dirac", action=argparse.BooleanOptionalAction, help="fast only: start block convs as identities")
+    t.add_argument("--lookahead", action=argparse.BooleanOptionalAction, help="average the weights every 5 steps")
     t.add_argument("--val-size", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--max-steps", type=int, help="cut each epoch to this many steps (smoke tests)")
@@ -63,7 +66,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         "arch": args.arch, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
         "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
-        "stem": args.stem, "data_format": args.data_format,
+        "stem": args.stem, "data_format": args.data_format, "bias_lr_scale": args.bias_lr_scale,
+        "dirac": args.dirac, "lookahead": args.lookahead,
     }
     if args.widths:
         overrides["widths"] = tuple(int(w) for w in args.widths.split(","))

@@ -14,6 +14,9 @@ class TrainConfig:
     widths: tuple[int, ...] = (64, 128, 128)  # fast only: channels of the three blocks
     stem: str = "conv"  # fast only: "conv" (trained 3x3) or "whiten" (airbench's frozen 2x2 whitening)
     data_format: str = "auto"  # fast only, training only: "auto" = channels_first under PyTorch
+    bias_lr_scale: float = 1.0  # fast only: batch-norm bias learning rate / base (1 = plain affine batch norm)
+    dirac: bool = False  # fast only: block convs start as identities
+    lookahead: bool = False  # average the weights as airbench does (training.lookahead)
     epochs: int = 8  # passes over the training split
     batch_size: int = 512  # images per optimiser step
     optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
@@ -49,7 +52,7 @@ class TrainConfig:
 
     def model_options(self) -> dict[str, Any]:
         if self.arch == "fast":
-            return {"widths": self.widths, "stem": self.stem}
+            return {"widths": self.widths, "stem": self.stem, "bias_lr_scale": self.bias_lr_scale, "dirac": self.dirac}
         return {"l2": self.l2}
 
 

@@ -19,6 +19,7 @@ from model.architectures import adapt_model, build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
 from training.config import TrainConfig
+from training.lookahead import Lookahead
 from training.data import Dataset, load_dataset, stratified_split
 from training.metrics import classification_report
 from training.schedule import WarmupLinearDecay
@@ -132,6 +133,7 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
     y_val_onehot = keras.utils.to_categorical(y_val, NUM_CLASSES)
     history: list[dict[str, float]] = []
     verbose = 1 if sys.stdout.isatty() else 2
+    callbacks = [Lookahead(steps * cfg.epochs)] if cfg.lookahead else []
     train_seconds = 0.0
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
@@ -141,7 +143,9 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
             x = alternating_flip(x, flip_mask[order], epoch)
         x = translate(x, cfg.translate, rng)
         print(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
-        fit = model.fit(x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose)
+        fit = model.fit(
+            x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
+        )
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
         val_loss, val_acc = model.evaluate(x_val, y_val_onehot, batch_size=500, verbose=0) if len(x_val) else (float("nan"),) * 2
