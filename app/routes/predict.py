@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
 from app.deps import ClassifierDep, PredictBatcherDep, SettingsDep
 from app.inference import run_batched, to_prediction
-from app.schemas import ErrorResponse, ModelRef, PredictResponse
+from app.schemas import ErrorResponse, PredictResponse
 from app.uploads import read_uploads
 
 router = APIRouter(tags=["inference"])
@@ -46,11 +47,12 @@ async def predict(
     classifier: ClassifierDep,
     batcher: PredictBatcherDep,
     top_k: Annotated[int, Query(ge=1, le=10, description="how many top classes to list")] = 3,
-) -> PredictResponse:
+) -> JSONResponse:
     """Classify the uploaded image(s); predictions come back in upload order."""
     uploads = await read_uploads(request, settings, settings.max_images_per_request)
     results = await run_batched(batcher, [u.pixels for u in uploads], settings)
-    return PredictResponse(
-        model=ModelRef(name=classifier.name, version=classifier.version),
-        predictions=[to_prediction(p, classifier.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)],
-    )
+    # Built as dicts (see inference.to_prediction); response_model still documents them.
+    return JSONResponse({
+        "model": {"name": classifier.name, "version": classifier.version},
+        "predictions": [to_prediction(p, classifier.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)],
+    })

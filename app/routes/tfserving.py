@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from app.deps import ClassifierDep, PredictBatcherDep, SettingsDep
 from app.errors import InvalidJSON, InvalidRequest, NotFound, PayloadTooLarge
@@ -62,7 +63,7 @@ def _pixels(instance: Any, index: int, settings: Settings) -> np.ndarray:
 )
 async def tf_serving_predict(
     model_name: str, request: Request, settings: SettingsDep, classifier: ClassifierDep, batcher: PredictBatcherDep
-) -> TFServingResponse:
+) -> JSONResponse:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
     _check_name(model_name, classifier.name)
     try:
@@ -83,7 +84,7 @@ async def tf_serving_predict(
         raise PayloadTooLarge(f"too many instances: {len(instances)}, at most {settings.max_images_per_request}")
     images = [_pixels(instance, i, settings) for i, instance in enumerate(instances)]
     results = await run_batched(batcher, images, settings)
-    return TFServingResponse(predictions=[[float(p) for p in row] for row in results])
+    return JSONResponse({"predictions": [row.tolist() for row in results]})
 
 
 @router.get("/v1/models/{model_name}")

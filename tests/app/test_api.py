@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.schemas import FeatureMapsResponse, PredictResponse, TFServingResponse
 from tests.app.conftest import make_settings, serving
 from tests.conftest import png_bytes
 
@@ -47,6 +48,8 @@ async def test_predict_one_file(client) -> None:
     r = await client.post("/predict", files={"file": ("a.png", png_bytes(PIXELS[0]), "image/png")}, params={"top_k": 5})
     assert r.status_code == 200
     body = r.json()
+    # The routes build plain dicts for speed: the documented schema must still hold.
+    assert PredictResponse.model_validate(body).model_dump(mode="json") == body
     assert body["model"] == {"name": "cifar10", "version": "1"}
     (pred,) = body["predictions"]
     assert pred["filename"] == "a.png"
@@ -136,6 +139,7 @@ async def test_feature_maps_json_all_layers(client) -> None:
     r = await client.post("/feature-maps", files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")})
     assert r.status_code == 200
     body = r.json()
+    FeatureMapsResponse.model_validate(body)
     info = (await client.get("/v1/models/cifar10")).json()
     assert [(layer["name"], layer["shape"]) for layer in body["layers"]] == [(layer["name"], layer["shape"]) for layer in info["layers"]]
     for layer in body["layers"]:
@@ -187,6 +191,7 @@ async def test_tf_serving_formats_agree_with_predict(client) -> None:
     for body in bodies:
         r = await client.post("/v1/models/cifar10:predict", json=body)
         assert r.status_code == 200, r.text
+        TFServingResponse.model_validate(r.json())
         (row,) = r.json()["predictions"]
         np.testing.assert_allclose(row, expected, atol=1e-5)
 
