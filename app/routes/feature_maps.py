@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.deps import ClassifierDep, FeatureBatcherDep, SettingsDep
+from app.deps import FeatureMapsDep
 from app.errors import InvalidRequest
 from app.images import encode_png
 from app.inference import run_batched, to_prediction
@@ -38,15 +38,14 @@ def _select_layers(requested: str | None, available: list[str]) -> list[str]:
 )
 async def feature_maps(
     request: Request,
-    settings: SettingsDep,
-    classifier: ClassifierDep,
-    batcher: FeatureBatcherDep,
+    inference: FeatureMapsDep,
     layers: Annotated[str | None, Query(description="comma-separated layer names; default all")] = None,
     layer: Annotated[str | None, Query(description="format=png: the layer to draw; default the first")] = None,
     format: Annotated[Literal["json", "png"], Query(description="json values, or one layer as a PNG grid")] = "json",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
 ) -> Response:
     """Activations of the named conv layers for one uploaded image (field `file`)."""
+    settings, classifier = inference.settings, inference.classifier
     available = classifier.layer_names()
     if format == "png":
         chosen = _select_layers(layer, available)[:1] if layer else available[:1]
@@ -54,7 +53,7 @@ async def feature_maps(
         chosen = _select_layers(layers, available)
     uploads = await read_uploads(request, settings, max_files=1)
     upload = uploads[0]
-    (result,) = await run_batched(batcher, [upload.pixels], settings)
+    (result,) = await run_batched(inference.batcher, [upload.pixels], settings)
     if format == "png":
         png = encode_png(channel_grid(result[chosen[0]]))
         return Response(png, media_type="image/png", headers={"X-Layer": chosen[0], "X-Layer-Shape": ",".join(map(str, result[chosen[0]].shape))})

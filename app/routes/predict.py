@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ClassifierDep, PredictBatcherDep, SettingsDep
+from app.deps import PredictDep
 from app.inference import run_batched, to_prediction
 from app.schemas import ErrorResponse, PredictResponse
 from app.uploads import read_uploads
@@ -43,14 +43,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("/predict", response_model=PredictResponse, openapi_extra=MULTIPART_BODY, responses=ERRORS)
 async def predict(
     request: Request,
-    settings: SettingsDep,
-    classifier: ClassifierDep,
-    batcher: PredictBatcherDep,
+    inference: PredictDep,
     top_k: Annotated[int, Query(ge=1, le=10, description="how many top classes to list")] = 3,
 ) -> JSONResponse:
     """Classify the uploaded image(s); predictions come back in upload order."""
+    settings, classifier = inference.settings, inference.classifier
     uploads = await read_uploads(request, settings, settings.max_images_per_request)
-    results = await run_batched(batcher, [u.pixels for u in uploads], settings)
+    results = await run_batched(inference.batcher, [u.pixels for u in uploads], settings)
     # Built as dicts (see inference.to_prediction); response_model still documents them.
     return JSONResponse({
         "model": {"name": classifier.name, "version": classifier.version},

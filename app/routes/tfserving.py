@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ClassifierDep, PredictBatcherDep, SettingsDep
+from app.deps import ClassifierDep, PredictDep
 from app.errors import InvalidJSON, InvalidRequest, NotFound, PayloadTooLarge
 from app.images import decode_image
 from app.inference import run_batched
@@ -61,11 +61,10 @@ def _pixels(instance: Any, index: int, settings: Settings) -> np.ndarray:
     responses=ERRORS,
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"example": EXAMPLE}}}},
 )
-async def tf_serving_predict(
-    model_name: str, request: Request, settings: SettingsDep, classifier: ClassifierDep, batcher: PredictBatcherDep
-) -> JSONResponse:
+async def tf_serving_predict(model_name: str, request: Request, inference: PredictDep) -> JSONResponse:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
-    _check_name(model_name, classifier.name)
+    settings = inference.settings
+    _check_name(model_name, inference.classifier.name)
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -83,7 +82,7 @@ async def tf_serving_predict(
     if len(instances) > settings.max_images_per_request:
         raise PayloadTooLarge(f"too many instances: {len(instances)}, at most {settings.max_images_per_request}")
     images = [_pixels(instance, i, settings) for i, instance in enumerate(instances)]
-    results = await run_batched(batcher, images, settings)
+    results = await run_batched(inference.batcher, images, settings)
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 
 
