@@ -18,18 +18,24 @@ import io
 import warnings
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
 
 SIZE = 32
 BACKGROUND = (255, 255, 255)  # what transparent pixels become
+JPEG_SOI = b"\xff\xd8\xff"
+EXIF_HEADER = b"Exif\x00\x00"  # starts the APP1 segment that may hold an orientation
 
 
 def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
     """Decode one image file per the policy above; raise an APIError on bad input."""
     if not data:
         raise InvalidImage(f"{name}: the file is empty")
+    pixels = _plain_jpeg(data, max_pixels)
+    if pixels is not None:
+        return pixels if pixels.shape[:2] == (SIZE, SIZE) else _fit(Image.fromarray(pixels))
     with warnings.catch_warnings():
         # Our own pixel limit replaces PIL's bomb warning, which would otherwise be
         # raised as an error under strict warning filters.
@@ -59,6 +65,28 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarra
             except (OSError, ValueError, SyntaxError) as exc:
                 raise InvalidImage(f"{name}: the image is corrupt or truncated ({exc})") from None
     return _fit(rgb)
+
+
+def _plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """RGB pixels of a small colour or grey JPEG without EXIF, else None (use PIL).
+
+    The common upload, decoded by libjpeg-turbo through simplejpeg without PIL's
+    Python-level file parsing: 22 against 205 us for a 32x32 CIFAR JPEG (timeit), on
+    the event loop that bounds throughput. Same library and settings (accurate DCT,
+    fancy upsampling), so the same pixels; tests/app/test_images.py compares both
+    paths. Anything unusual (EXIF, CMYK, big photos that PIL decodes at reduced scale,
+    size over the limit, any decoder complaint) goes to PIL, which applies the full
+    policy and names the problem.
+    """
+    if not data.startswith(JPEG_SOI) or EXIF_HEADER in data[:65536]:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colorspace not in ("YCbCr", "Gray") or width * height > max_pixels or min(width, height) > 4 * SIZE:
+            return None
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+    except ValueError:
+        return None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

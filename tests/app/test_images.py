@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
+from app import images
 from app.images import decode_image
 
 LIMIT = 40_000_000
@@ -129,3 +130,41 @@ def test_pixel_limit_is_the_setting() -> None:
     data = encode(Image.new("RGB", (300, 300)), "PNG")
     with pytest.raises(ImageTooLarge, match="300x300"):
         decode_image(data, 50_000, "big.png")
+
+
+def _pil_path(data: bytes, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    with monkeypatch.context() as m:
+        m.setattr(images, "_plain_jpeg", lambda data, max_pixels: None)
+        return decode_image(data, LIMIT)
+
+
+def test_plain_jpegs_take_the_fast_path_with_the_same_pixels(real_samples, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    uploads = [data for _, _, data in real_samples]  # CIFAR-10's own 32x32 JPEGs
+    uploads += [
+        encode(Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), "L"), "JPEG"),  # grey
+        encode(Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)), "JPEG", quality=90),  # crop + resize
+        encode(Image.fromarray(rng.integers(0, 256, (128, 96, 3), dtype=np.uint8)), "JPEG", subsampling=0),
+    ]
+    for data in uploads:
+        assert images._plain_jpeg(data, LIMIT) is not None
+        np.testing.assert_array_equal(decode_image(data, LIMIT), _pil_path(data, monkeypatch))
+
+
+def test_unusual_jpegs_go_through_pil(monkeypatch: pytest.MonkeyPatch) -> None:
+    rgb = Image.new("RGB", (40, 40), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate
+    cases = {
+        "exif": encode(rgb, "JPEG", exif=exif.tobytes()),
+        "cmyk": encode(Image.new("CMYK", (32, 32), (0, 255, 255, 0)), "JPEG"),
+        "big photo": encode(Image.new("RGB", (640, 480)), "JPEG"),
+        "truncated": encode(Image.new("RGB", (32, 32), (9, 9, 9)), "JPEG")[:300],
+    }
+    for name, data in cases.items():
+        assert images._plain_jpeg(data, LIMIT) is None, name
+    assert images._plain_jpeg(encode(rgb, "JPEG"), max_pixels=1000) is None  # over the limit: PIL names it
+    with pytest.raises(InvalidImage, match="cut.jpg"):  # 422, in PIL's words
+        decode_image(cases["truncated"], LIMIT, "cut.jpg")
+    with pytest.raises(ImageTooLarge, match="40x40"):
+        decode_image(encode(rgb, "JPEG"), 1000, "big.jpg")
