@@ -68,7 +68,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     service.metrics.track_queue_depth("predict", lambda: service.predict_batcher.queue_depth if service.predict_batcher else 0)
     service.metrics.track_queue_depth("feature_maps", lambda: service.feature_batcher.queue_depth if service.feature_batcher else 0)
     # Loading TensorFlow leaves ~435k long-lived objects that every full garbage
-    # collection would walk again (3 s measured on the busy 2-core box), stalling all
+    # collection would walk again (274 ms each on the idle 2-core box), stalling all
     # requests; frozen, the collector skips them and only sees objects made per request.
     gc.collect()
     gc.freeze()
