@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
@@ -62,7 +63,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         warm_started = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(executor, classifier.warm)
         service.load_seconds["warmup"] = time.monotonic() - warm_started
-    options = {"max_batch_size": settings.max_batch_size, "max_wait_s": settings.max_wait_s, "max_queue": settings.max_queue}
+    options: dict[str, Any] = {"max_batch_size": settings.max_batch_size, "max_wait_s": settings.max_wait_s, "max_queue": settings.max_queue}
     service.predict_batcher = Batcher(classifier.predict, executor, observer=service.metrics.observer("predict"), **options)
     service.feature_batcher = Batcher(classifier.feature_maps, executor, observer=service.metrics.observer("feature_maps"), **options)
     service.metrics.track_queue_depth("predict", lambda: service.predict_batcher.queue_depth if service.predict_batcher else 0)

@@ -7,6 +7,7 @@ a class-folder tree (`[train|test/]<class>/*.jpg|png...`) unpacked or packed as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -120,13 +121,13 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[Member]:
             data = tar.extractfile(info)
             assert data is not None  # isfile() members always have a payload
             content = data.read()
-            yield PurePosixPath(info.name), (lambda c=content: c)
+            yield PurePosixPath(info.name), functools.partial(bytes, content)
 
 
 def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
     for info in zf.infolist():
         if not info.is_dir():
-            yield PurePosixPath(info.filename), (lambda n=info.filename: zf.read(n))
+            yield PurePosixPath(info.filename), functools.partial(zf.read, info.filename)
 
 
 def _decode_members(members: Iterator[Member], split: str, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -19,8 +19,8 @@ from model.architectures import adapt_model, build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
 from training.config import TrainConfig
-from training.lookahead import Lookahead
 from training.data import Dataset, load_dataset, stratified_split
+from training.lookahead import Lookahead
 from training.metrics import classification_report
 from training.schedule import WarmupLinearDecay
 

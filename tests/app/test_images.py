@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
 from app import images
+from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
 from app.images import decode_image
 
 LIMIT = 40_000_000
