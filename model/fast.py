@@ -49,7 +49,7 @@ def _conv_bn_gelu(
     if bias_lr_scale == 1.0:
         x = keras.layers.BatchNormalization(axis=axis, momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
     else:
-        # airbench's batch norm: no scale (it would only fight the conv's own scale) and a
+        # airbench's batch norm: no scale (the conv before it already sets each channel's) and a
         # bias that learns bias_lr_scale times faster than the convs.
         x = keras.layers.BatchNormalization(
             axis=axis, momentum=BN_MOMENTUM, epsilon=1e-5, center=False, scale=False, name=f"{name}_bn"
