@@ -55,18 +55,19 @@ class Inference(Generic[R]):
     batcher: Batcher[np.ndarray, R]
 
 
-async def get_predict_inference(request: Request) -> Inference[np.ndarray]:
+def _inference(request: Request, batcher: Batcher[np.ndarray, R] | None) -> Inference[R]:
     service: Service = request.app.state.service
-    if not service.ready or service.classifier is None or service.predict_batcher is None:
+    if not service.ready or service.classifier is None or batcher is None:
         raise NotReady("the service is not ready")
-    return Inference(request.app.state.settings, service.classifier, service.predict_batcher)
+    return Inference(request.app.state.settings, service.classifier, batcher)
+
+
+async def get_predict_inference(request: Request) -> Inference[np.ndarray]:
+    return _inference(request, request.app.state.service.predict_batcher)
 
 
 async def get_feature_inference(request: Request) -> Inference[dict[str, np.ndarray]]:
-    service: Service = request.app.state.service
-    if not service.ready or service.classifier is None or service.feature_batcher is None:
-        raise NotReady("the service is not ready")
-    return Inference(request.app.state.settings, service.classifier, service.feature_batcher)
+    return _inference(request, request.app.state.service.feature_batcher)
 
 
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
