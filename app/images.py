@@ -78,7 +78,8 @@ def _plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
     size over the limit, any decoder complaint) goes to PIL, which applies the full
     policy and names the problem.
     """
-    if not data.startswith(JPEG_SOI) or EXIF_HEADER in data[:65536]:
+    # find() with bounds looks at the first 64 KiB (where APP1 sits) without copying them.
+    if not data.startswith(JPEG_SOI) or data.find(EXIF_HEADER, 0, 65536) >= 0:
         return None
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
