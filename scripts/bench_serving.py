@@ -165,21 +165,8 @@ def raw_ceiling(model_dir: str, images: list[bytes], seconds: float) -> float:
     return n / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", default=str(ROOT / "saved_models" / "cifar10"))
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per cell (bounded)")
-    parser.add_argument("--concurrency", default="1,8,32,64,128")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
-    args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
-    if shutil.which("wrk") is None:
-        raise SystemExit("the benchmark drives load with wrk: apt-get install wrk")
-    images = sample_images()
-    scratch = Path(tempfile.mkdtemp(prefix="bench-"))
-    script = scratch / "predict.lua"
-    script.write_text(WRK_SCRIPT)
-    bodies = multipart_bodies(images, scratch)
+def measure_servers(args: argparse.Namespace, levels: list[int], bodies: list[Path], script: Path) -> list[tuple[str, int, dict[str, float]]]:
+    """One server per configuration; one wrk run per concurrency level."""
     rows = []
     for label, max_batch in (("batching on (max 64)", 64), ("batching off (max 1)", 1)):
         proc, url = start_server(args.model_dir, max_batch, args.max_wait_ms)
@@ -196,6 +183,24 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default=str(ROOT / "saved_models" / "cifar10"))
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per cell (bounded)")
+    parser.add_argument("--concurrency", default="1,8,32,64,128")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    if shutil.which("wrk") is None:
+        raise SystemExit("the benchmark drives load with wrk: apt-get install wrk")
+    images = sample_images()
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:  # wrk's script and bodies
+        script = Path(scratch) / "predict.lua"
+        script.write_text(WRK_SCRIPT)
+        rows = measure_servers(args, levels, multipart_bodies(images, Path(scratch)), script)
     ceiling = raw_ceiling(args.model_dir, images, args.duration)
 
     cpu = platform.processor() or platform.machine()
