@@ -1,16 +1,18 @@
 """Hyper-parameter sweep: many `python -m training train` runs in parallel, in stages,
 with a results table at the end.
 
-Its use: a lent GPU trains the CPU preset (`cpu88`) in well under a minute, so a
+Its use: a lent GPU trains the CPU preset (`cpu88`) in about a minute, eight at a time, so a
 sweep there says which settings are worth a 45-minute run on the 2-core CPU. Each run
 is an ordinary training run (same code, same data split), only on another device, so
 the table ranks settings; the CPU run that follows is what a model card reports.
 
     KERAS_BACKEND=jax python scripts/sweep_training.py --out runs/sweep --workers 8 --budget 420
 
-Stages, each built from the results of the ones before:
+Every run starts from `--preset` as it is at the time: docs/sweeps says which preset
+values the recorded rounds started from. Stages, each built from the results of the
+ones before:
   1. learning rate x weight decay around the preset, plus single changes (training aids,
-     label smoothing, width/epochs trades that cost the same on the CPU);
+     label smoothing, wider blocks for fewer epochs, a larger batch);
   2. the best stage-1 learning rate and decay combined with each aid and all of them;
   3. the best configurations again with other seeds, to see the seed-to-seed spread.
 `--configs` runs a given list instead (a later round around the best of these).
@@ -142,8 +144,7 @@ AIDS: list[Overrides] = [{"bias_lr_scale": 16.0}, {"bias_lr_scale": 64.0}, {"dir
 
 
 def stage1() -> list[Overrides]:
-    grid = [{"lr": lr, "weight_decay": wd} for lr in LRS for wd in DECAYS]
-    grid = [{} if g == {"lr": 0.2, "weight_decay": 5e-4} else g for g in grid]  # the preset itself
+    grid: list[Overrides] = [{"lr": lr, "weight_decay": wd} for lr in LRS for wd in DECAYS]
     singles: list[Overrides] = [
         *AIDS,
         {"label_smoothing": 0.1},

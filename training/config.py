@@ -57,8 +57,15 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The shipped default model: trained on a 2-core CPU within 45 minutes.
-    "cpu88": TrainConfig(arch="fast", widths=(64, 192, 192), stem="whiten", epochs=9, batch_size=256, lr=0.2),
+    # The shipped default model: trained on a 2-core CPU within 45 minutes. The learning
+    # rate, decay and lookahead come from a sweep of this preset on a lent GPU
+    # (scripts/sweep_training.py, docs/sweeps). Seed 0 there: 87.02% as before, 87.94% with
+    # lr 0.2 -> 0.4 and decay 5e-4 -> 0.016, 88.34% with lookahead too (89.03 +- 0.78 over seeds 0-2).
+    # On the CPU, seed 0: 87.84% after 9 epochs, 88.20% after 10 (saved_models/cifar10/4, 40.1 min).
+    "cpu88": TrainConfig(
+        arch="fast", widths=(64, 192, 192), stem="whiten", epochs=10, batch_size=256, lr=0.4, weight_decay=0.016,
+        lookahead=True,
+    ),
     # Wider blocks and bf16 for a GPU.
     "gpu": TrainConfig(
         arch="fast", widths=(64, 256, 256), stem="whiten", epochs=10, batch_size=1024, lr=0.4, mixed_precision=True
