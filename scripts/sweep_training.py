@@ -211,6 +211,12 @@ def main() -> int:
         help="a JSON list of overrides to run instead of the stages, e.g. scripts/sweeps/cpu88-round2.json",
     )
     args = parser.parse_args()
+    # The runs start in the repository root: make the caller's relative paths absolute.
+    args.out = args.out.resolve()
+    if args.data != "keras":
+        args.data = str(Path(args.data).resolve())
+    if args.configs:
+        args.configs = args.configs.resolve()
 
     # Decode the data once here, so the parallel runs all find the cache.
     sys.path.insert(0, str(ROOT))
