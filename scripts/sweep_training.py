@@ -34,6 +34,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from scripts/: make the packages importable
+
+from training.cli import DEFAULT_DATA  # noqa: E402  (needs the path above)
+from training.data import load_dataset  # noqa: E402
+
 Overrides = dict[str, Any]
 
 
@@ -192,7 +197,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs and the results")
     parser.add_argument("--preset", default="cpu88", help="the preset every run starts from")
-    parser.add_argument("--data", default="../shared/data/cifar10-train-jpeg.tar.gz")
+    parser.add_argument("--data", default=str(ROOT / DEFAULT_DATA), help="as the training CLI's --data")
     parser.add_argument("--workers", type=int, default=4, help="runs at a time")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds after which no run starts")
     parser.add_argument("--run-timeout", type=float, default=300.0, help="seconds before a run is killed")
@@ -218,11 +223,7 @@ def main() -> int:
     if args.configs:
         args.configs = args.configs.resolve()
 
-    # Decode the data once here, so the parallel runs all find the cache.
-    sys.path.insert(0, str(ROOT))
-    from training.data import load_dataset
-
-    load_dataset(args.data)
+    load_dataset(args.data)  # decoded once here, so the parallel runs all find the cache
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # several runs share one GPU
     sweep = Sweep(args)
     if args.configs:
