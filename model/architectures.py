@@ -7,24 +7,26 @@ from typing import Any
 import keras
 import numpy as np
 
-from model import fast, seed
+from model import airbench, fast, seed
 
-ARCHITECTURES = ("seed", "fast")
+ARCHITECTURES = ("seed", "fast", "airbench")
 
 
 def build_model(arch: str, **options: Any) -> keras.Model:
-    """Build `arch` ("seed" or "fast"); options are the builder's keyword arguments."""
+    """Build `arch` (one of ARCHITECTURES); options are the builder's keyword arguments."""
     if arch == "seed":
         return seed.build_seed(**options)
     if arch == "fast":
         return fast.build_fast(**options)
+    if arch == "airbench":
+        return airbench.build_airbench(**options)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
 def adapt_model(arch: str, model: keras.Model, images: np.ndarray) -> None:
-    """Fit a fresh model's data-derived parts (the fast net's whitening stem) to uint8
-    training images, before training; the seed network has none."""
-    if arch == "fast":
+    """Fit a fresh model's data-derived parts (the whitening stem of fast and airbench)
+    to uint8 training images, before training; the seed network has none."""
+    if arch in ("fast", "airbench"):
         fast.adapt(model, images)
 
 
@@ -34,4 +36,6 @@ def feature_layers(arch: str) -> tuple[str, ...]:
         return seed.FEATURE_LAYERS
     if arch == "fast":
         return fast.FEATURE_LAYERS
+    if arch == "airbench":
+        return airbench.FEATURE_LAYERS
     raise ValueError(f"unknown architecture {arch!r}")

@@ -100,15 +100,18 @@ class ScaledBias(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="cifar10")
 class PartialDirac(keras.initializers.Initializer):
-    """Glorot-uniform conv kernels whose first min(in, out) filters are the identity
-    (a 1 at the centre tap from input channel i to output channel i).
+    """Conv kernels whose first min(in, out) filters are the identity (a 1 at the centre
+    tap from input channel i to output channel i), the rest random.
 
     A deep stack of such convs starts out passing its input through, so a short run
     spends no epochs learning to propagate signal (airbench's "dirac" initialisation).
+    The random part is Glorot-uniform, or with `torch_uniform` PyTorch's default
+    conv init, U(+-1/sqrt(fan_in)), which airbench starts from.
     """
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, torch_uniform: bool = False) -> None:
         self.seed = seed
+        self.torch_uniform = torch_uniform
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         dtype = dtype or keras.backend.floatx()
@@ -118,8 +121,15 @@ class PartialDirac(keras.initializers.Initializer):
         identity[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
         mask = np.zeros(shape, dtype=bool)
         mask[..., :n] = True
-        random = keras.initializers.GlorotUniform(self.seed)(shape, dtype)
+        base = torch_uniform(self.seed) if self.torch_uniform else keras.initializers.GlorotUniform(self.seed)
+        random = base(shape, dtype)
         return ops.where(ops.convert_to_tensor(mask), ops.convert_to_tensor(identity, dtype), random)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "torch_uniform": self.torch_uniform}
+
+
+def torch_uniform(seed: int | None = None) -> keras.initializers.Initializer:
+    """PyTorch's default for conv and linear weights (kaiming-uniform with a = sqrt(5)),
+    which is U(+-1/sqrt(fan_in)): variance scaling 1/3, fan in, uniform."""
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed)

@@ -18,18 +18,25 @@ PATCH = 2
 EPSILON = 5e-4  # keeps the near-zero eigenvalues from blowing the kernel up
 
 
-def whitening_kernel(images: np.ndarray, epsilon: float = EPSILON) -> np.ndarray:
-    """Kernel [2, 2, C, 2*4*C] from float images [N, H, W, C] (as the layer sees them)."""
-    x = np.asarray(images, dtype=np.float64)
+def whitening_kernel(images: Any, epsilon: float = EPSILON, centre: bool = True, xp: Any = np) -> Any:
+    """Kernel [2, 2, C, 2*4*C] from float images [N, H, W, C] (as the layer sees them).
+
+    `centre=False` takes the uncentred second moment, as airbench94 does; on
+    standardised images the patch mean is near zero, so the two differ little.
+    `xp` is NumPy (float64) or an array module with its API, e.g. jax.numpy (float32),
+    to fit on the device the images already live on.
+    """
+    x = xp.asarray(images, dtype=np.float64 if xp is np else np.float32)
     _, h, w, c = x.shape
     # Every 2x2 patch, flattened in the kernel's (row, column, channel) order.
-    patches = np.stack([x[:, i : h - PATCH + 1 + i, j : w - PATCH + 1 + j, :] for i in range(PATCH) for j in range(PATCH)], axis=3)
+    patches = xp.stack([x[:, i : h - PATCH + 1 + i, j : w - PATCH + 1 + j, :] for i in range(PATCH) for j in range(PATCH)], axis=3)
     patches = patches.reshape(-1, PATCH * PATCH * c)
-    patches = patches - patches.mean(axis=0)
+    if centre:
+        patches = patches - patches.mean(axis=0)
     cov = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = np.linalg.eigh(cov)
-    filters = eigenvectors / np.sqrt(eigenvalues + epsilon)  # columns whiten the patch
-    filters = np.concatenate([filters, -filters], axis=1)
+    eigenvalues, eigenvectors = xp.linalg.eigh(cov)
+    filters = eigenvectors / xp.sqrt(eigenvalues + epsilon)  # columns whiten the patch
+    filters = xp.concatenate([filters, -filters], axis=1)
     return filters.reshape(PATCH, PATCH, c, -1).astype(np.float32)
 
 
@@ -37,9 +44,10 @@ def whitening_kernel(images: np.ndarray, epsilon: float = EPSILON) -> np.ndarray
 class PatchWhitening(keras.layers.Layer):
     """2x2 valid convolution with a frozen, data-derived kernel and a trained bias."""
 
-    def __init__(self, channels_in: int = 3, data_format: str = "channels_last", **kwargs: Any) -> None:
+    def __init__(self, channels_in: int = 3, data_format: str = "channels_last", centre: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels_in = channels_in
+        self.centre = centre
         self.filters = 2 * PATCH * PATCH * channels_in
         self.data_format = data_format
 
@@ -52,7 +60,7 @@ class PatchWhitening(keras.layers.Layer):
         """Set the kernel from float NHWC images, standardised as this layer's input is."""
         if not self.built:
             self.build((None, *images.shape[1:]))
-        self.kernel.assign(whitening_kernel(images))
+        self.kernel.assign(whitening_kernel(images, centre=self.centre))
 
     def call(self, x: Any) -> Any:
         y = ops.conv(x, self.kernel, strides=1, padding="valid", data_format=self.data_format)
@@ -67,4 +75,4 @@ class PatchWhitening(keras.layers.Layer):
         return (n, h - PATCH + 1, w - PATCH + 1, self.filters)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "channels_in": self.channels_in, "data_format": self.data_format}
+        return {**super().get_config(), "channels_in": self.channels_in, "data_format": self.data_format, "centre": self.centre}

@@ -22,9 +22,9 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model into a run folder")
     t.add_argument("--preset", help="start from a named configuration (see training.config.PRESETS)")
-    t.add_argument("--arch", choices=["seed", "fast"])
+    t.add_argument("--arch", choices=["seed", "fast", "airbench"])
     t.add_argument("--data", help=f"CIFAR-10 source: folder, .tar.gz, .zip or 'keras' (default {DEFAULT_DATA})")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=float, help="passes over the training split (fractions: airbench only)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--optimizer", choices=["sgd", "adam"])
     t.add_argument("--lr", type=float, help="peak learning rate")
@@ -38,8 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dirac", action=argparse.BooleanOptionalAction, help="fast only: start block convs as identities")
     t.add_argument("--lookahead", action=argparse.BooleanOptionalAction, help="average the weights every 5 steps")
     t.add_argument("--val-size", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--max-steps", type=int, help="cut each epoch to this many steps (smoke tests)")
+    t.add_argument("--seed", type=int, help="seeds the initial weights and the augmentation")
+    t.add_argument("--split-seed", type=int, help="seeds the validation split alone (default 0)")
+    t.add_argument("--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders")
+    t.add_argument("--no-warmup", action="store_true", help="airbench only: skip the warm-up run on random labels")
+    t.add_argument("--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps")
     t.add_argument("--out", required=True, type=Path, help="run folder to write")
 
     e = sub.add_parser("export", help="export a run's weights as a SavedModel (TensorFlow backend)")
@@ -56,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_airbench(args: argparse.Namespace) -> bool:
+    from training.config import PRESETS
+
+    preset = PRESETS.get(args.preset) if args.preset else None
+    return (args.arch or (preset.arch if preset else None)) == "airbench"
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     from training.config import PRESETS, TrainConfig
 
@@ -67,11 +77,32 @@ def _train_config(args: argparse.Namespace) -> Any:
         "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
         "stem": args.stem, "data_format": args.data_format, "bias_lr_scale": args.bias_lr_scale,
-        "dirac": args.dirac, "lookahead": args.lookahead,
+        "dirac": args.dirac, "lookahead": args.lookahead, "split_seed": args.split_seed,
     }
     if args.widths:
         overrides["widths"] = tuple(int(w) for w in args.widths.split(","))
     return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-7" -> [0, ..., 7]; "0,3,5" -> [0, 3, 5]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        seeds += range(int(first), int(last or first) + 1)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
+    return seeds
+
+
+def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
+    from training.airbench_train import format_summary, train_seeds
+
+    cfg = _train_config(args)
+    seeds = parse_seeds(args.seeds) if args.seeds else [cfg.seed]
+    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, warmup=not args.no_warmup)
+    print(format_summary(summary))
+    return summary["statistics"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("export", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
+    airbench = args.command == "train" and _is_airbench(args)
+    if airbench:
+        # Its trainer is written for JAX; Keras reads the backend once, at import.
+        backend = os.environ.setdefault("KERAS_BACKEND", "jax")
+        if backend != "jax":
+            raise SystemExit(f"the airbench recipe trains on JAX; KERAS_BACKEND is {backend!r}")
+    elif args.command == "train" and (args.seeds or args.no_warmup):
+        raise SystemExit("--seeds and --no-warmup apply to the airbench recipe only")
     from training.data import DataError
 
     try:
-        if args.command == "train":
+        if airbench:
+            _train_airbench(args)
+        elif args.command == "train":
             from training.train import train
 
             metrics = train(_train_config(args), args.out, max_steps=args.max_steps)

@@ -22,12 +22,15 @@ import numpy as np
 import tensorflow as tf
 
 from model import contract
+from model.airbench import tta_logits
 from model.architectures import build_model, feature_layers
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 from training.config import TrainConfig
 from training.train import PARITY_FILE, WEIGHTS_FILE
 
 PARITY_ATOL = 1e-4  # max |Δp| between the trained model and the SavedModel, float32
+TTA_DESCRIPTION = {1: "mirror-averaged", 2: "averaged over the mirror and two one-pixel shifts (six views)"}
+TRAINING_RECORD = ("precision", "compile_seconds", "warmup_run_seconds", "eval_seconds", "steps", "seed_statistics")
 
 
 class ExportError(Exception):
@@ -37,9 +40,10 @@ class ExportError(Exception):
 class _Servable(tf.Module):
     """The exported object: two signatures over one set of weights, plus the labels."""
 
-    def __init__(self, model: keras.Model, layers: tuple[str, ...], labels: Path) -> None:
+    def __init__(self, model: keras.Model, layers: tuple[str, ...], labels: Path, tta_level: int = 1) -> None:
         super().__init__()
         self.model = model
+        self._tta_level = tta_level
         self.feature_model = keras.Model(
             model.inputs, [model.get_layer(name).output for name in layers] + [model.outputs[0]]
         )
@@ -56,8 +60,9 @@ class _Servable(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name=contract.INPUT_NAME)])
     def serve_tta(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        # Mirror test-time augmentation: average the logits of the image and its mirror.
-        logits = (self.model(image, training=False) + self.model(tf.reverse(image, axis=[2]), training=False)) / 2.0
+        # Test-time augmentation at the run's level: the mirror (1), and the two
+        # one-pixel shifts too (2); the same function the trainer measured with.
+        logits = tta_logits(lambda x: self.model(x, training=False), image, self._tta_level)
         return {contract.PROBABILITIES: self._softmax(logits)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name=contract.INPUT_NAME)])
@@ -102,7 +107,7 @@ def export_run(run: Path, out: Path) -> dict[str, Any]:
             # The asset keeps its file name inside the SavedModel: it must be labels.txt.
             labels = Path(scratch) / contract.LABELS_FILE
             labels.write_text("\n".join(CLASS_NAMES) + "\n")
-            servable = _Servable(model, layers, labels)
+            servable = _Servable(model, layers, labels, cfg.tta_level)
             _save(servable, tmp)
         max_diff = _check_parity(tmp, run / PARITY_FILE)
         card = _model_card(cfg, metrics, model, tmp, max_diff)
@@ -145,21 +150,23 @@ def _check_parity(saved: Path, parity_file: Path) -> float:
 def _model_card(cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, saved: Path, parity: float) -> dict[str, Any]:
     layer_shapes = {name: list(model.get_layer(name).output.shape[1:]) for name in feature_layers(cfg.arch)}
     return {
-        "name": "cifar10" if cfg.arch == "fast" else f"cifar10-{cfg.arch}",
+        "name": "cifar10" if cfg.arch in ("fast", "airbench") else f"cifar10-{cfg.arch}",
         "architecture": cfg.arch,
         "parameters": int(model.count_params()),
         "classes": list(CLASS_NAMES),
         "input": {"name": contract.INPUT_NAME, "dtype": "uint8", "shape": [None, *IMAGE_SHAPE]},
         "signatures": [contract.SERVING_SIGNATURE, contract.FEATURE_MAPS_SIGNATURE, contract.TTA_SIGNATURE],
         "feature_layers": layer_shapes,
-        "test_time_augmentation": f"none in {contract.SERVING_SIGNATURE}; mirror-averaged in {contract.TTA_SIGNATURE}",
+        "test_time_augmentation": f"none in {contract.SERVING_SIGNATURE}; {TTA_DESCRIPTION[cfg.tta_level]} in {contract.TTA_SIGNATURE}",
         "data": {"source": metrics.get("data_source"), "sha256": metrics.get("data_sha256"),
                  "train_images": metrics.get("train_images"), "val_images": metrics.get("val_images"),
-                 "val_split": {"size": cfg.val_size, "seed": cfg.seed, "method": "stratified"}},
+                 "val_split": {"size": cfg.val_size, "seed": cfg.split_seed, "method": "stratified"}},
         "metrics": {"val_accuracy": metrics.get("val_accuracy"), "val_accuracy_tta": metrics.get("val_accuracy_tta"),
                     "per_class_accuracy": metrics.get("per_class_accuracy")},
         "training": {"epochs": cfg.epochs, "train_seconds": metrics.get("train_seconds"), "device": metrics.get("device"),
-                     "keras_backend": metrics.get("backend"), "preset": cfg.preset, "config": cfg.to_json()},
+                     "keras_backend": metrics.get("backend"), "preset": cfg.preset, "config": cfg.to_json(),
+                     # The GPU trainer's record: precision, compilation, the timed evaluation, the other seeds.
+                     **{k: metrics[k] for k in TRAINING_RECORD if k in metrics}},
         "export": {"parity_max_abs_diff": parity, "tensorflow": tf.__version__, "keras": keras.__version__,
                    "git_commit": git_commit(), "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
     }

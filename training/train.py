@@ -39,7 +39,7 @@ def training_data_format(requested: str) -> str:
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    total = steps_per_epoch * cfg.epochs
+    total = steps_per_epoch * int(cfg.epochs)
     schedule = WarmupLinearDecay(cfg.lr, total, int(cfg.warmup * total), cfg.final_lr_fraction)
     decay = cfg.weight_decay or None
     opt: keras.optimizers.Optimizer
@@ -104,12 +104,17 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
 
     `max_steps` cuts each epoch short (for smoke tests); metrics then say so.
     """
+    if cfg.arch == "airbench":
+        raise ValueError("the airbench recipe trains with training.airbench_train (JAX), not this loop")
+    if cfg.epochs != int(cfg.epochs):
+        raise ValueError(f"{cfg.arch} trains whole epochs; got {cfg.epochs}")
+    epochs = int(cfg.epochs)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     data = data or load_dataset(cfg.data)
-    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.seed)
+    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.split_seed)
     x_train, y_train = data.images[train_idx], data.labels[train_idx]
     x_val, y_val = data.images[val_idx], data.labels[val_idx]
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
@@ -133,16 +138,16 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
     y_val_onehot = keras.utils.to_categorical(y_val, NUM_CLASSES)
     history: list[dict[str, float]] = []
     verbose = 1 if sys.stdout.isatty() else 2
-    callbacks = [Lookahead(steps * cfg.epochs)] if cfg.lookahead else []
+    callbacks = [Lookahead(steps * epochs)] if cfg.lookahead else []
     train_seconds = 0.0
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         started = time.perf_counter()
         order = rng.permutation(len(x_train))[: steps * cfg.batch_size]
         x = x_train[order]
         if cfg.flip:
             x = alternating_flip(x, flip_mask[order], epoch)
         x = translate(x, cfg.translate, rng)
-        print(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
+        print(f"epoch {epoch + 1}/{epochs}", flush=True)
         fit = model.fit(
             x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
         )
@@ -159,13 +164,13 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
         }
         history.append(row)
         print(f"  val_accuracy {val_acc:.4f}  ({epoch_seconds:.0f} s)", flush=True)
-        _write_history(out / "history.csv", history)
+        write_history(out / "history.csv", history)
 
     model.save_weights(out / WEIGHTS_FILE)
     metrics: dict[str, Any] = {
         "arch": cfg.arch,
         "params": int(model.count_params()),
-        "epochs": cfg.epochs,
+        "epochs": epochs,
         "train_seconds": round(train_seconds, 1),
         "backend": keras.backend.backend(),
         "data_format": options.get("data_format", "channels_last"),
@@ -219,7 +224,7 @@ def write_parity(model: keras.Model, images: np.ndarray, path: Path) -> None:
     )
 
 
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+def write_history(path: Path, rows: list[dict[str, float]]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -1,0 +1,104 @@
+"""airbench94's network (Jordan, 2024), ported to Keras 3 layer for layer.
+
+whitening conv 2x2 (frozen kernel, trained bias) -> GELU -> 3 groups of
+[conv3x3 -> max-pool 2 -> batch norm -> GELU -> conv3x3 -> batch norm -> GELU]
+-> global max-pool -> linear (no bias) -> x 1/9. No residual connections.
+
+What differs from the `fast` network, and why it is kept here as airbench has it:
+batch norm with PyTorch momentum 0.4 (Keras 0.6), eps 1e-12, no scale and a
+float32 dtype under mixed precision; PyTorch's default init for the convs with
+their first c_in filters set to the identity; the uncentred patch covariance for
+the whitening. The input is raw uint8, standardised inside the graph as in every
+exported model of this project. `tta_logits` is airbench's level-2 test-time
+augmentation, shared by the trainer, the parity check and the exported graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from model.classes import IMAGE_SHAPE, NUM_CLASSES
+from model.layers import PartialDirac, Standardise, torch_uniform
+from model.whitening import PatchWhitening
+
+FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
+WIDTHS = (64, 256, 256)  # airbench94; airbench93 uses 64/128/128
+BN_MOMENTUM = 0.6  # Keras convention: PyTorch's momentum 0.4
+BN_EPSILON = 1e-12
+LOGIT_SCALE = 1.0 / 9.0
+TTA_LEVELS = (0, 1, 2)  # none, mirror, mirror + two one-pixel shifts
+
+
+def _conv(width: int, name: str) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(
+        width, 3, padding="same", use_bias=False, kernel_initializer=PartialDirac(torch_uniform=True), name=name
+    )
+
+
+def _batch_norm(name: str) -> keras.layers.BatchNormalization:
+    # float32 whatever the global policy: airbench keeps its batch norms in float32
+    # while the convs run in half precision.
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=True, scale=False, dtype="float32", name=name
+    )
+
+
+def _group(x: keras.KerasTensor, width: int, name: str) -> keras.KerasTensor:
+    x = _conv(width, f"{name}_conv1")(x)
+    x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    x = _batch_norm(f"{name}_bn1")(x)
+    x = keras.layers.Activation("gelu", name=f"{name}_gelu1")(x)
+    x = _conv(width, f"{name}_conv2")(x)
+    x = _batch_norm(f"{name}_bn2")(x)
+    x = keras.layers.Activation("gelu", name=f"{name}_gelu2")(x)
+    return keras.layers.Identity(name=name)(x)
+
+
+def build_airbench(widths: Sequence[int] = WIDTHS) -> keras.Model:
+    """Build the network; it maps uint8 NHWC images to float32 logits.
+
+    The whitening kernel is a placeholder until `adapt` fits it to training images.
+    """
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"airbench needs three positive widths, got {tuple(widths)}")
+    inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
+    x = Standardise(name="standardise")(inputs)
+    x = PatchWhitening(IMAGE_SHAPE[-1], centre=False, name="stem_whiten")(x)
+    x = keras.layers.Activation("gelu", name="stem_gelu")(x)
+    x = keras.layers.Identity(name="stem")(x)
+    for i, width in enumerate(widths, start=1):
+        x = _group(x, width, f"block{i}")
+    x = keras.layers.GlobalMaxPooling2D(name="global_pool")(x)
+    x = keras.layers.Dense(NUM_CLASSES, use_bias=False, kernel_initializer=torch_uniform(), name="linear")(x)
+    logits = keras.layers.Rescaling(LOGIT_SCALE, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name="airbench")
+
+
+def tta_logits(model: Any, images: Any, level: int = 2) -> Any:
+    """Logits averaged over airbench's test-time augmentations of uint8 NHWC images.
+
+    Level 1 averages each image with its mirror. Level 2 also averages, with equal
+    total weight, the mirror pairs of the image shifted one pixel up-left and one
+    pixel down-right (reflection padding): six forward passes. `model` is any
+    callable from uint8 images to logits (a Keras model, or a stateless wrapper).
+    """
+    if level not in TTA_LEVELS:
+        raise ValueError(f"tta level must be one of {TTA_LEVELS}, got {level}")
+
+    def mirror_mean(x: Any) -> Any:
+        return 0.5 * model(x) + 0.5 * model(ops.flip(x, axis=2))
+
+    if level == 0:
+        return model(images)
+    logits = mirror_mean(images)
+    if level == 1:
+        return logits
+    h, w = images.shape[1], images.shape[2]
+    padded = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+    shifted = [padded[:, 0:h, 0:w, :], padded[:, 2 : h + 2, 2 : w + 2, :]]
+    translated = 0.5 * mirror_mean(shifted[0]) + 0.5 * mirror_mean(shifted[1])
+    return 0.5 * logits + 0.5 * translated

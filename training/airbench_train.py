@@ -1,0 +1,243 @@
+"""Train the airbench recipe over several seeds on one JAX device, as airbench times it,
+and write one ordinary run folder per seed plus a summary.
+
+Order of work, as in airbench: compile every function once and time that; one
+warm-up run on random labels (not reported as a result); then the seeds, each timed
+from the whitening fit to the last update, and its evaluation timed apart. All seeds
+share one validation split (`split_seed`), so their spread is the training's alone.
+The run folders are what `python -m training export` reads; the median seed by TTA
+accuracy (not the best) is the one to ship.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from model.architectures import build_model
+from model.whitening import whitening_kernel
+from training.config import TrainConfig
+from training.data import Dataset, load_dataset, stratified_split
+from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
+from training.optimizer import ParamGroup, TorchSGD
+from training.schedule import WarmupWarmdown
+from training.train import PARITY_BATCH, PARITY_FILE, WEIGHTS_FILE, device_name, softmax, write_history
+
+WHITENING_IMAGES = 5000
+SUMMARY_FILE = "summary.json"
+
+
+def peak_lr(cfg: TrainConfig) -> float:
+    """airbench's learning rate (per 1,024 examples, decoupled from momentum) as
+    PyTorch's for a loss summed over the batch."""
+    kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))  # Nesterov's step gain, times 1,024 examples
+    return cfg.lr / kilostep
+
+
+def make_optimizer(cfg: TrainConfig) -> TorchSGD:
+    """airbench's hyperparameters as PyTorch SGD values and parameter groups; the
+    schedule's learning rate reaches it per step (DeviceLoop)."""
+    kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))
+    lr = peak_lr(cfg)
+    decay = cfg.weight_decay * cfg.batch_size / kilostep  # decay per step at the peak rate: lr * wd
+    bias_lr = lr * cfg.bias_lr_scale
+    groups = [
+        # Batch-norm biases: bias_lr_scale times the rate, the same decay per step.
+        ParamGroup("bn_bias", r"_bn\d*/beta$", lr_scale=cfg.bias_lr_scale, weight_decay=decay / bias_lr),
+        ParamGroup("whiten_bias", r"stem_whiten/bias$", lr_scale=1.0, weight_decay=decay / lr),
+    ]
+    return TorchSGD(learning_rate=lr, momentum=cfg.momentum, nesterov=True, weight_decay=decay / lr, groups=groups)
+
+
+def steps_for(cfg: TrainConfig, train_images: int, max_steps: int | None) -> tuple[int, int]:
+    per_epoch = train_images // cfg.batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{train_images} training images make no batch of {cfg.batch_size}")
+    total = int(np.ceil(per_epoch * cfg.epochs))
+    return per_epoch, min(total, max_steps) if max_steps else total
+
+
+def _fresh_weights(cfg: TrainConfig, seed: int) -> tuple[list[Any], list[Any]]:
+    keras.utils.set_random_seed(seed)
+    model = build_model(cfg.arch, **cfg.model_options())
+    return [jnp.asarray(v.value) for v in model.trainable_variables], [jnp.asarray(v.value) for v in model.non_trainable_variables]
+
+
+class _Whitening:
+    """Fits the whitening kernel on the device from the first training images."""
+
+    def __init__(self, model: keras.Model, images: Any) -> None:
+        self.index = next(i for i, v in enumerate(model.non_trainable_variables) if v.path == "stem_whiten/kernel")
+        standardise = model.get_layer("standardise")
+        self.images = images
+        self.fit = jax.jit(lambda x: whitening_kernel(standardise(x), centre=False, xp=jnp))
+
+    def __call__(self, trainable: list[Any], non_trainable: list[Any]) -> tuple[list[Any], list[Any]]:
+        with jax.default_matmul_precision("highest"):
+            kernel = self.fit(self.images)
+        non_trainable = list(non_trainable)
+        non_trainable[self.index] = kernel.astype(non_trainable[self.index].dtype)
+        return trainable, non_trainable
+
+
+def train_seeds(
+    cfg: TrainConfig, seeds: list[int], out: Path, data: Dataset | None = None, max_steps: int | None = None, warmup: bool = True
+) -> dict[str, Any]:
+    """Train `cfg` once per seed into `out/seed-<n>`; write and return the summary."""
+    if keras.backend.backend() != "jax":
+        raise RuntimeError("the airbench trainer runs on Keras's JAX backend: set KERAS_BACKEND=jax")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    data = data or load_dataset(cfg.data)
+    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.split_seed)
+    x_train, y_train = data.images[train_idx], data.labels[train_idx]
+    x_val, y_val = jnp.asarray(data.images[val_idx]), jnp.asarray(data.labels[val_idx])
+
+    keras.mixed_precision.set_global_policy("float32")
+    eval_model = build_model(cfg.arch, **cfg.model_options())
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = build_model(cfg.arch, **cfg.model_options())
+    keras.mixed_precision.set_global_policy("float32")
+    optimizer = make_optimizer(cfg)
+    loop = DeviceLoop(model, eval_model, optimizer, cfg.label_smoothing)
+    whitening = _Whitening(eval_model, jnp.asarray(x_train[:WHITENING_IMAGES]))
+    per_epoch, total = steps_for(cfg, len(x_train), max_steps)
+    lrs = lr_table(WarmupWarmdown(peak_lr(cfg), total, cfg.warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total)
+    options: dict[str, Any] = {
+        "epochs": total / per_epoch, "batch": cfg.batch_size, "lrs": lrs, "whiten_bias_epochs": cfg.whiten_bias_epochs,
+        "lookahead": cfg.lookahead, "tta_level": cfg.tta_level, "fit_whitening": whitening,
+    }
+    y_train_dev = jnp.asarray(y_train)
+
+    warmup_seconds = None
+    if warmup:
+        # airbench's warm-up: a whole run on random labels, in which every function is
+        # compiled, so that nothing the timed runs do is done for the first time.
+        random_labels = jax.random.randint(jax.random.key(1), y_train_dev.shape, 0, 10).astype(y_train_dev.dtype)
+        padded = prepare_train_set(jax.random.key(1), x_train, cfg.translate, cfg.flip)
+        started = time.perf_counter()
+        run_loop(loop, _fresh_weights(cfg, 1), jax.random.key(1), padded, random_labels, x_val, y_val, **options)
+        warmup_seconds = time.perf_counter() - started
+        print(f"warm-up run (compilation included) {warmup_seconds:.1f} s", flush=True)
+
+    rows = []
+    for seed in seeds:
+        init = _fresh_weights(cfg, seed)
+        padded = prepare_train_set(jax.random.key(seed), x_train, cfg.translate, cfg.flip)
+        result = run_loop(loop, init, jax.random.key(seed + 1_000_003), padded, y_train_dev, x_val, y_val, **options)
+        acc, acc_tta, parity = _evaluate(loop, result, x_val, y_val, cfg.tta_level)
+        row = {
+            "seed": seed, "val_accuracy": acc, "val_accuracy_tta": acc_tta,
+            "val_accuracy_train_precision": result.val_accuracy_train_precision,
+            "val_accuracy_tta_train_precision": result.val_accuracy_tta_train_precision,
+            "train_seconds": round(result.train_seconds, 3), "eval_seconds": round(result.eval_seconds, 3), "steps": result.steps,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        _write_run(out / f"seed-{seed}", cfg.replace(seed=seed), eval_model, result, row, data, len(train_idx), len(val_idx), parity)
+
+    summary = _summary(cfg, rows, warmup_seconds)
+    for row in rows:  # every run's card carries the statistics of the seeds it was one of
+        metrics_file = out / f"seed-{row['seed']}" / "metrics.json"
+        metrics = json.loads(metrics_file.read_text())
+        metrics.update(compile_seconds=summary["compile_seconds"], warmup_run_seconds=summary["warmup_run_seconds"],
+                       seed_statistics=summary["statistics"])
+        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _evaluate(loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_level: int) -> tuple[float, float, dict[str, Any]]:
+    """Accuracy of the float32 network (what export ships), and its parity batch."""
+    tv, ntv = result.trainable, result.non_trainable
+    acc = float(loop.accuracy(tv, ntv, x_val, y_val, level=0, full_precision=True))
+    acc_tta = float(loop.accuracy(tv, ntv, x_val, y_val, level=tta_level, full_precision=True))
+    batch = x_val[:PARITY_BATCH]
+    parity = {
+        "images": np.asarray(batch),
+        "probabilities": softmax(np.asarray(loop.logits(tv, ntv, batch, level=0, full_precision=True))),
+        "probabilities_tta": softmax(np.asarray(loop.logits(tv, ntv, batch, level=tta_level, full_precision=True))),
+    }
+    return acc, acc_tta, parity
+
+
+def _write_run(
+    out: Path, cfg: TrainConfig, model: keras.Model, result: LoopResult, row: dict[str, Any],
+    data: Dataset, n_train: int, n_val: int, parity: dict[str, Any],
+) -> None:
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+    for variable, value in zip(model.trainable_variables + model.non_trainable_variables,
+                               result.trainable + result.non_trainable, strict=True):
+        variable.assign(np.asarray(value))
+    model.save_weights(out / WEIGHTS_FILE)
+    np.savez(out / PARITY_FILE, **parity)
+    write_history(out / "history.csv", result.history)
+    metrics = {
+        "arch": cfg.arch, "params": int(model.count_params()), "epochs": cfg.epochs, **row,
+        "backend": keras.backend.backend(), "device": device_name(),
+        "precision": "bfloat16 compute, float32 batch norm and weights" if cfg.mixed_precision else "float32",
+        "data_source": data.source, "data_sha256": data.sha256, "train_images": n_train, "val_images": n_val,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def _summary(cfg: TrainConfig, rows: list[dict[str, Any]], warmup_seconds: float | None) -> dict[str, Any]:
+    # Compilation: what the warm-up run took beyond a timed run (its functions compiled
+    # on first call; everything else it did the timed runs do too).
+    timed = statistics.fmean(r["train_seconds"] + r["eval_seconds"] for r in rows)
+    compile_seconds = None if warmup_seconds is None else round(warmup_seconds - timed, 2)
+    ranked = sorted(rows, key=lambda r: (r["val_accuracy_tta"], r["seed"]))
+    median = ranked[(len(ranked) - 1) // 2]
+    keys = ("val_accuracy", "val_accuracy_tta", "val_accuracy_train_precision", "val_accuracy_tta_train_precision",
+            "train_seconds", "eval_seconds")
+    return {
+        "preset": cfg.preset, "config": cfg.to_json(), "device": device_name(), "backend": keras.backend.backend(),
+        "jax": jax.__version__, "keras": keras.__version__, "host_cpus": os.cpu_count(),
+        "compile_seconds": compile_seconds, "warmup_run_seconds": None if warmup_seconds is None else round(warmup_seconds, 2),
+        "runs": rows, "statistics": {k: _stats([float(r[k]) for r in rows]) for k in keys},
+        "median_seed": median["seed"],
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A markdown table of the seeds and their statistics, as the docs quote it."""
+    lines = [
+        f"device: {summary['device']}; Keras {summary['keras']} on {summary['backend']} (jax {summary['jax']}); "
+        f"compilation {summary['compile_seconds']} s (warm-up run {summary['warmup_run_seconds']} s)",
+        "",
+        "| seed | val acc | val acc TTA | val acc (train precision) | TTA (train precision) | train s | eval s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in summary["runs"]:
+        lines.append(
+            f"| {r['seed']} | {r['val_accuracy']:.4f} | {r['val_accuracy_tta']:.4f} | {r['val_accuracy_train_precision']:.4f} "
+            f"| {r['val_accuracy_tta_train_precision']:.4f} | {r['train_seconds']:.2f} | {r['eval_seconds']:.2f} |"
+        )
+    st = summary["statistics"]
+
+    def cell(key: str, digits: int) -> str:
+        return f"{st[key]['mean']:.{digits}f} ± {st[key]['std']:.{digits}f}"
+
+    lines.append(
+        f"| mean ± std | {cell('val_accuracy', 4)} | {cell('val_accuracy_tta', 4)} | {cell('val_accuracy_train_precision', 4)} "
+        f"| {cell('val_accuracy_tta_train_precision', 4)} | {cell('train_seconds', 2)} | {cell('eval_seconds', 2)} |"
+    )
+    lines.append(f"\nmedian seed by TTA accuracy (the one to ship): {summary['median_seed']}")
+    return "\n".join(lines)
