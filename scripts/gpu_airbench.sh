@@ -33,8 +33,8 @@ python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'ker
 # name, then the training flags; each writes $RUNS/<name>
 presets=(
     "airbench94|--preset airbench94 --seeds 0-7"
-    "airbench94-e12|--preset airbench94 --epochs 12 --seeds 0-4"
-    "airbench94-e15|--preset airbench94 --epochs 15 --seeds 0-4"
+    "airbench94-fp32|--preset airbench94 --no-mixed-precision --seeds 0-4"
+    "airbench95|--preset airbench95 --seeds 0-4"
 )
 for i in "${!presets[@]}"; do
     entry=${presets[$i]}

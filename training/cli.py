@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--bias-lr-scale", type=float, help="fast only: batch-norm bias learning rate / base (1: plain batch norm)")
     t.add_argument("--dirac", action=argparse.BooleanOptionalAction, help="fast only: start block convs as identities")
     t.add_argument("--lookahead", action=argparse.BooleanOptionalAction, help="average the weights every 5 steps")
+    t.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, help="bfloat16 compute (GPUs)")
+    t.add_argument("--float32-stem", action=argparse.BooleanOptionalAction,
+                   help="airbench only: standardise and whiten in float32 under mixed precision")
     t.add_argument("--val-size", type=int)
     t.add_argument("--seed", type=int, help="seeds the initial weights and the augmentation")
     t.add_argument("--split-seed", type=int, help="seeds the validation split alone (default 0)")
@@ -78,6 +81,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
         "stem": args.stem, "data_format": args.data_format, "bias_lr_scale": args.bias_lr_scale,
         "dirac": args.dirac, "lookahead": args.lookahead, "split_seed": args.split_seed,
+        "mixed_precision": args.mixed_precision, "float32_stem": args.float32_stem,
     }
     if args.widths:
         overrides["widths"] = tuple(int(w) for w in args.widths.split(","))
