@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,7 @@ def main() -> None:
         parser.error("--out is required")
     plan = make_plan(args.plan, args.workers, args.loadgen_processes)
     duration = args.duration or plan.duration_s
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # c=1024 needs more than 1024 descriptors
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # c=1024 needs more than 1024 descriptors
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     # Later servers with the same shapes reuse the compiled XLA programs.
