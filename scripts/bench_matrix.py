@@ -201,7 +201,7 @@ def headline(rows: list[dict[str, Any]], raws: list[dict[str, Any]], concurrency
     one = [r for label, r in on.items() if "one process" in label and r["runtime"] == "jax"]
     multi = [r for label, r in on.items() if "fronts" in label and r["runtime"] == "jax"]
     if one and multi and one[0]["images_per_s"] > 0:
-        out.append(f"c={concurrency}: multi-process / one process (batching on) = {multi[0]['images_per_s'] / one[0]['images_per_s']:.2f}x")
+        out.append(f"c={concurrency}, jax: multi-process / one process (batching on) = {multi[0]['images_per_s'] / one[0]['images_per_s']:.2f}x")
     for r in on.values():
         for raw in raws:
             if raw["runtime"] == r["runtime"]:
