@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -235,7 +236,9 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     # Later servers with the same shapes reuse the compiled XLA programs.
-    env = {"JAX_COMPILATION_CACHE_DIR": str(args.out / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    # (Outside --out: the device tool copies --out back, and the cache is not a result.)
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "cifar10-bench-jax-cache"))
+    env = {"JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            **plan.extra_env}
     bodies = {n: predict_request("127.0.0.1", 0, jpeg_images(n, seed=n)) for n in {n for s in plan.servers for n, _ in s.cells}}
     rows: list[dict[str, Any]] = []
