@@ -1,7 +1,8 @@
-# The CIFAR-10 service: one uvicorn worker (one model, one batch queue) per container;
-# scale with replicas. Build:
+# The CIFAR-10 service: one model and one batch queue per container (fed by one
+# process, or by CIFAR10_WORKERS front processes); scale with replicas. Build:
 #   docker build -t cifar10-service .                                  # CPU, python:3.11-slim
 #   docker build --build-arg VARIANT=gpu -t cifar10-service:gpu .      # TensorFlow with CUDA
+#   docker build --build-arg VARIANT=gpu-jax --build-arg RUNTIME=jax -t cifar10-service:gpu-jax .   # JAX with CUDA, no TensorFlow
 #   docker build --build-arg BASE_IMAGE=cifar10-base:bookworm ...      # air-gapped, see docker/base
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -31,7 +32,10 @@ RUN pip install --no-deps . && rm -rf /src
 
 # --- runtime: the same base, the virtual environment and the default model ----------
 FROM ${BASE_IMAGE} AS runtime
-ENV PYTHONUNBUFFERED=1 \
+# tensorflow: the SavedModel; jax: the Keras archive beside it (the gpu-jax variant).
+ARG RUNTIME=tensorflow
+ENV CIFAR10_RUNTIME=${RUNTIME} \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \

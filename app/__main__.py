@@ -1,9 +1,11 @@
-"""`python -m app` / `cifar10-serve`: run one uvicorn worker on the factory.
+"""`python -m app` / `cifar10-serve`: run the service.
 
-One worker per process on purpose: one model and one batch queue per process;
-scale out with replicas. CIFAR10_HOST and CIFAR10_PORT set the defaults of --host and
---port (the container image listens on 0.0.0.0:8000; replicas sharing the host's
-network each take their own port).
+With one worker (the default), one process parses, decodes, batches and runs the
+model. With `--workers N` (or CIFAR10_WORKERS) above 1, N front processes handle
+HTTP and feed one model process, which holds the only batch queue (app.supervisor).
+CIFAR10_HOST and CIFAR10_PORT set the defaults of --host and --port (the container
+image listens on 0.0.0.0:8000; replicas sharing the host's network each take their
+own port).
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="cifar10-serve")
     parser.add_argument("--host", default=os.environ.get("CIFAR10_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CIFAR10_PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=None, help="HTTP front processes (default CIFAR10_WORKERS, else 1)")
     parser.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
     args = parser.parse_args()
+    from app.settings import Settings
+
+    workers = args.workers if args.workers is not None else Settings().workers
+    if workers > 1:
+        from app.supervisor import serve
+
+        serve(args.host, args.port, workers, args.graceful_timeout)
+        return
     uvicorn.run(
         "app.main:create_app", factory=True, host=args.host, port=args.port, workers=1,
         access_log=False, timeout_graceful_shutdown=args.graceful_timeout,

@@ -33,6 +33,24 @@ class BatchSizeMismatch(RuntimeError):
     """predict() returned a different number of results than it was given items."""
 
 
+T_in = TypeVar("T_in", contravariant=True)
+
+
+class BatchQueue(Protocol[T_in, R]):
+    """What the handlers use of a batcher: this module's, or a front process's proxy
+    for the one batcher in the model process (app.remote)."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    async def submit(self, items: Sequence[T_in]) -> list[R]: ...
+
+    async def stop(self) -> None: ...
+
+
 class BatchObserver(Protocol):
     """Hooks for metrics; the batcher calls them from the event loop."""
 

@@ -1,5 +1,7 @@
-"""The served model: loads a versioned SavedModel per `model.contract`, checks it, and
-runs its two signatures on batches. Called from the batcher's inference thread."""
+"""The served model: resolves a versioned model folder per `model.contract`, reads its
+card and labels, and runs a runtime (TensorFlow or JAX) on padded batches. Called
+from the batcher's inference thread. `ModelInfo` is what the handlers need of it,
+and what a front process receives from the model process."""
 
 from __future__ import annotations
 
@@ -11,20 +13,56 @@ from typing import Any
 
 import numpy as np
 
+from app.runtimes import ModelLoadError, RuntimeName, load_runtime
 from model import contract
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 
 log = logging.getLogger("cifar10.model")
-
-
-class ModelLoadError(Exception):
-    """The model folder is missing, corrupt or breaks the contract."""
+__all__ = ["BUCKET_STEP", "Classifier", "LayerInfo", "ModelInfo", "ModelLoadError", "bucket_sizes"]
 
 
 @dataclass(frozen=True)
 class LayerInfo:
     name: str
     shape: tuple[int, ...]  # H, W, C
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Name, version, classes and feature layers of the served model, and its card."""
+
+    name: str
+    version: str
+    classes: list[str]
+    layers: list[LayerInfo]
+    card: dict[str, Any]
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def info(self) -> dict[str, Any]:
+        card = self.card
+        return {
+            "name": self.name,
+            "version": self.version,
+            "classes": self.classes,
+            "input": {"name": contract.INPUT_NAME, "dtype": "uint8", "shape": list(IMAGE_SHAPE)},
+            "layers": [{"name": layer.name, "shape": list(layer.shape)} for layer in self.layers],
+            "architecture": card.get("architecture"),
+            "parameters": card.get("parameters"),
+            "test_time_augmentation": card.get("test_time_augmentation"),
+            "metrics": card.get("metrics", {}),
+            "training": {k: v for k, v in card.get("training", {}).items() if k != "config"},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "classes": self.classes,
+                "layers": [[layer.name, list(layer.shape)] for layer in self.layers], "card": self.card}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        layers = [LayerInfo(name, tuple(shape)) for name, shape in data["layers"]]
+        return cls(data["name"], data["version"], list(data["classes"]), layers, data["card"])
 
 
 BUCKET_STEP = 8
@@ -44,50 +82,24 @@ def bucket_sizes(max_batch_size: int, step: int = BUCKET_STEP) -> list[int]:
 
 
 class Classifier:
-    """A loaded SavedModel with its card; `predict` and `feature_maps` take a list of
+    """A loaded model version with its card; `predict` and `feature_maps` take a list of
     uint8 [32, 32, 3] images and return one result per image."""
 
-    def __init__(self, model_dir: Path, max_batch_size: int) -> None:
+    def __init__(self, model_dir: Path, max_batch_size: int, runtime: RuntimeName = "tensorflow") -> None:
         try:
             self.path = contract.latest_version_dir(model_dir)
         except contract.ModelDirError as exc:
             raise ModelLoadError(str(exc)) from exc
-        import tensorflow as tf  # imported here: the rest of the app never needs it
-
-        self._tf = tf
-        try:
-            loaded = tf.saved_model.load(str(self.path))
-        except Exception as exc:  # TF raises many types for corrupt protos and variables
-            raise ModelLoadError(f"cannot load the SavedModel at {self.path}: {exc}") from exc
-        self._loaded = loaded  # keeps the variables alive
-        try:
-            self._serve = loaded.signatures[contract.SERVING_SIGNATURE]
-            self._features = loaded.signatures[contract.FEATURE_MAPS_SIGNATURE]
-        except KeyError as exc:
-            raise ModelLoadError(f"{self.path} lacks the signature {exc}; found {sorted(loaded.signatures)}") from exc
-        self._check_signature(self._serve)
-        self._check_signature(self._features)
-        self.card = self._read_card()
-        self.classes = self._read_labels()
-        outputs = self._features.structured_outputs
-        self.layers = [
-            LayerInfo(name, tuple(int(d) for d in spec.shape[1:]))
-            for name, spec in outputs.items()
-            if name != contract.PROBABILITIES
-        ]
-        order = list(self.card.get("feature_layers", {}))
-        self.layers.sort(key=lambda layer: order.index(layer.name) if layer.name in order else len(order))
-        self.name = str(self.card.get("name", self.path.parent.name))
-        self.version = self.path.name if self.path.name.isdigit() else "0"
+        card = self._read_card()
+        order = list(card.get("feature_layers", {}))
+        self.runtime_name = runtime
+        self._runtime = load_runtime(runtime, self.path, order)
+        layers = [LayerInfo(name, shape) for name, shape in self._runtime.layer_shapes.items()]
+        layers.sort(key=lambda layer: order.index(layer.name) if layer.name in order else len(order))
+        version = self.path.name if self.path.name.isdigit() else "0"
+        self.info = ModelInfo(str(card.get("name", self.path.parent.name)), version, self._read_labels(), layers, card)
+        self.name, self.version = self.info.name, self.info.version
         self.buckets = bucket_sizes(max_batch_size)
-
-    def _check_signature(self, fn: Any) -> None:
-        _, kwargs = fn.structured_input_signature
-        spec = kwargs.get(contract.INPUT_NAME)
-        if spec is None or spec.dtype != self._tf.uint8 or tuple(spec.shape[1:]) != IMAGE_SHAPE:
-            raise ModelLoadError(f"{self.path}: signature input must be {contract.INPUT_NAME!r} uint8 [N, 32, 32, 3], got {kwargs}")
-        if contract.PROBABILITIES not in fn.structured_outputs:
-            raise ModelLoadError(f"{self.path}: signature lacks the {contract.PROBABILITIES!r} output")
 
     def _read_card(self) -> dict[str, Any]:
         path = self.path / contract.MODEL_CARD_FILE
@@ -107,47 +119,28 @@ class Classifier:
             raise ModelLoadError(f"{path} lists {len(labels)} classes, expected {len(CLASS_NAMES)}")
         return labels
 
-    def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.layers]
-
-    def _padded(self, images: list[np.ndarray]) -> tuple[Any, int]:
+    def _padded(self, images: list[np.ndarray]) -> tuple[np.ndarray, int]:
         n = len(images)
         size = next((b for b in self.buckets if b >= n), n)
         batch = np.zeros((size, *IMAGE_SHAPE), dtype=np.uint8)
         batch[:n] = np.stack(images)
-        return self._tf.constant(batch), n
+        return batch, n
 
     def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Probabilities, float32 [10] per image."""
         batch, n = self._padded(images)
-        probs = self._serve(image=batch)[contract.PROBABILITIES].numpy()[:n]
-        return list(probs)
+        return list(self._runtime.predict(batch)[:n])
 
     def feature_maps(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per image: every feature layer's [H, W, C] activations and `probabilities`."""
         batch, n = self._padded(images)
-        outputs = {k: v.numpy()[:n] for k, v in self._features(image=batch).items()}
+        outputs = {k: v[:n] for k, v in self._runtime.feature_maps(batch).items()}
         return [{k: v[i] for k, v in outputs.items()} for i in range(n)]
 
     def warm(self) -> None:
-        """Run both signatures at every bucket size once, before serving."""
+        """Compile (jax) and run both functions at every bucket size once, before serving."""
+        self._runtime.prepare(self.buckets)
         for size in self.buckets:
-            dummy = [np.zeros(IMAGE_SHAPE, dtype=np.uint8)] * size
-            self.predict(dummy)
+            self.predict([np.zeros(IMAGE_SHAPE, dtype=np.uint8)] * size)
         for size in self.buckets:
             self.feature_maps([np.zeros(IMAGE_SHAPE, dtype=np.uint8)] * size)
-
-    def info(self) -> dict[str, Any]:
-        card = self.card
-        return {
-            "name": self.name,
-            "version": self.version,
-            "classes": self.classes,
-            "input": {"name": contract.INPUT_NAME, "dtype": "uint8", "shape": list(IMAGE_SHAPE)},
-            "layers": [{"name": layer.name, "shape": list(layer.shape)} for layer in self.layers],
-            "architecture": card.get("architecture"),
-            "parameters": card.get("parameters"),
-            "test_time_augmentation": card.get("test_time_augmentation"),
-            "metrics": card.get("metrics", {}),
-            "training": {k: v for k, v in card.get("training", {}).items() if k != "config"},
-        }

@@ -14,8 +14,8 @@ from typing import Annotated, Generic, TypeVar
 import numpy as np
 from fastapi import Depends, Request
 
-from app.batcher import Batcher
-from app.classifier import Classifier
+from app.batcher import BatchQueue
+from app.classifier import ModelInfo
 from app.errors import NotReady, Unauthorized
 from app.settings import Settings
 from app.state import Service
@@ -35,10 +35,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-async def get_classifier(service: ServiceDep) -> Classifier:
-    if not service.ready or service.classifier is None:
+async def get_model(service: ServiceDep) -> ModelInfo:
+    if not service.ready or service.model is None:
         raise NotReady("the model is not loaded yet")
-    return service.classifier
+    return service.model
 
 
 R = TypeVar("R")
@@ -48,18 +48,18 @@ R = TypeVar("R")
 class Inference(Generic[R]):
     """What an inference route needs, resolved by one dependency. FastAPI solves each
     dependency node per request (12% of the event loop's time under load, py-spy), and
-    settings + service + classifier + batcher were four nodes on the hottest route."""
+    settings + service + model + batcher were four nodes on the hottest route."""
 
     settings: Settings
-    classifier: Classifier
-    batcher: Batcher[np.ndarray, R]
+    model: ModelInfo
+    batcher: BatchQueue[np.ndarray, R]
 
 
-def _inference(request: Request, batcher: Batcher[np.ndarray, R] | None) -> Inference[R]:
+def _inference(request: Request, batcher: BatchQueue[np.ndarray, R] | None) -> Inference[R]:
     service: Service = request.app.state.service
-    if not service.ready or service.classifier is None or batcher is None:
+    if not service.ready or service.model is None or batcher is None:
         raise NotReady("the service is not ready")
-    return Inference(request.app.state.settings, service.classifier, batcher)
+    return Inference(request.app.state.settings, service.model, batcher)
 
 
 async def get_predict_inference(request: Request) -> Inference[np.ndarray]:
@@ -70,7 +70,7 @@ async def get_feature_inference(request: Request) -> Inference[dict[str, np.ndar
     return _inference(request, request.app.state.service.feature_batcher)
 
 
-ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+ModelDep = Annotated[ModelInfo, Depends(get_model)]
 PredictDep = Annotated[Inference[np.ndarray], Depends(get_predict_inference)]
 FeatureMapsDep = Annotated[Inference[dict[str, np.ndarray]], Depends(get_feature_inference)]
 

@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.batcher import Batcher, BatcherClosed, QueueFull
+from app.batcher import BatcherClosed, BatchQueue, QueueFull
 from app.errors import NotReady, Overloaded, Timeout
 from app.settings import Settings
 
 R = TypeVar("R")
 
 
-async def run_batched(batcher: Batcher[np.ndarray, R], images: Sequence[np.ndarray], settings: Settings) -> list[R]:
+async def run_batched(batcher: BatchQueue[np.ndarray, R], images: Sequence[np.ndarray], settings: Settings) -> list[R]:
     """Submit `images`; map a full queue to 429, a passed deadline to 504, shutdown to 503."""
     try:
         return await asyncio.wait_for(batcher.submit(list(images)), settings.request_timeout_s)

@@ -2,31 +2,28 @@
 `uvicorn --factory app.main:create_app`; settings then come from CIFAR10_* variables.
 
 The lifespan owns the resources: it loads the model, warms it at every batch size
-it will run, starts the batchers, and on shutdown drains them before stopping.
+it will run, starts the batchers, and on shutdown drains them before stopping. In a
+front process of the multi-process design (CIFAR10_ENGINE_SOCKET set, see
+app.supervisor) it connects to the model process instead, and loads no framework.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
-import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.batcher import Batcher
-from app.classifier import Classifier, ModelLoadError
 from app.deps import require_api_key
 from app.errors import register_exception_handlers
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.model_host import start_model
+from app.remote import EngineClient, RemoteBatcher, split_features, split_probabilities
 from app.routes import feature_maps, health, predict, tfserving
 from app.settings import Settings
 from app.state import Service
@@ -49,42 +46,26 @@ def _configure_logging(level: str) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     service: Service = app.state.service
-    started = time.monotonic()
-    try:
-        classifier = await asyncio.to_thread(Classifier, settings.model_dir, settings.max_batch_size)
-    except ModelLoadError as exc:
-        log.error("cannot start: %s (set CIFAR10_MODEL_DIR to a versioned SavedModel folder)", exc)
-        raise
-    service.load_seconds["load"] = time.monotonic() - started
-    # One thread runs every model call: TensorFlow parallelises inside an op, and two
-    # concurrent calls would only fight over the same cores.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-    if settings.warmup:
-        warm_started = time.monotonic()
-        await asyncio.get_running_loop().run_in_executor(executor, classifier.warm)
-        service.load_seconds["warmup"] = time.monotonic() - warm_started
-    options: dict[str, Any] = {"max_batch_size": settings.max_batch_size, "max_wait_s": settings.max_wait_s, "max_queue": settings.max_queue}
-    service.predict_batcher = Batcher(classifier.predict, executor, observer=service.metrics.observer("predict"), **options)
-    service.feature_batcher = Batcher(classifier.feature_maps, executor, observer=service.metrics.observer("feature_maps"), **options)
-    service.metrics.track_queue_depth("predict", lambda: service.predict_batcher.queue_depth if service.predict_batcher else 0)
-    service.metrics.track_queue_depth("feature_maps", lambda: service.feature_batcher.queue_depth if service.feature_batcher else 0)
-    # Loading TensorFlow leaves ~435k long-lived objects that every full garbage
-    # collection would walk again (274 ms each on the idle 2-core box), stalling all
-    # requests; frozen, the collector skips them and only sees objects made per request.
-    gc.collect()
-    gc.freeze()
-    service.predict_batcher.start()
-    service.feature_batcher.start()
-    service.classifier, service.executor, service.ready = classifier, executor, True
-    log.info("serving %s version %s from %s (load %.1fs, warm-up %.1fs, batch sizes %s)",
-             classifier.name, classifier.version, classifier.path, service.load_seconds["load"],
-             service.load_seconds.get("warmup", 0.0), classifier.buckets)
+    stop: Callable[[], Awaitable[None]]
+    if settings.engine_socket is not None:
+        # A front process: the model and its batch queue live in the model process.
+        client = await EngineClient.connect(settings.engine_socket)
+        service.model = client.model
+        service.predict_batcher = RemoteBatcher(client, "predict", split_probabilities)
+        service.feature_batcher = RemoteBatcher(client, "features", split_features)
+        service.metrics.track_queue_depth("predict", lambda: client.in_flight)
+        stop = client.close
+    else:
+        host = await start_model(settings, service.metrics)
+        service.model, service.load_seconds = host.classifier.info, host.load_seconds
+        service.predict_batcher, service.feature_batcher = host.predict_batcher, host.feature_batcher
+        stop = host.stop
+    service.ready = True
     try:
         yield
     finally:
         service.ready = False
-        await asyncio.gather(service.predict_batcher.stop(), service.feature_batcher.stop())
-        executor.shutdown(wait=True)
+        await stop()
         log.info("stopped after draining the queues")
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000, description="declared width x height above which an image is refused as a decompression bomb")
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After on 429 responses")
     api_keys: Annotated[frozenset[str], NoDecode] = Field(frozenset(), description="comma-separated keys; empty = no auth")
+    runtime: Literal["tensorflow", "jax"] = Field("tensorflow", description="tensorflow: the SavedModel; jax: the Keras archive under Keras's JAX backend (no TensorFlow)")
+    workers: int = Field(1, ge=1, le=64, description="HTTP front processes; above 1, one more process holds the model and its batch queue")
+    engine_socket: Path | None = Field(None, description="set by cifar10-serve for its front processes: the model process's Unix socket")
     warmup: bool = Field(True, description="run the model at every batch size before turning ready")
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$")
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.batcher import Batcher
-from app.classifier import Classifier
+from app.batcher import BatchQueue
+from app.classifier import ModelInfo
 from app.metrics import Metrics
 
 
 @dataclass
 class Service:
     metrics: Metrics
-    classifier: Classifier | None = None
-    executor: ThreadPoolExecutor | None = None
-    predict_batcher: Batcher[np.ndarray, np.ndarray] | None = None
-    feature_batcher: Batcher[np.ndarray, dict[str, np.ndarray]] | None = None
+    model: ModelInfo | None = None
+    predict_batcher: BatchQueue[np.ndarray, np.ndarray] | None = None
+    feature_batcher: BatchQueue[np.ndarray, dict[str, np.ndarray]] | None = None
     ready: bool = False
     load_seconds: dict[str, float] = field(default_factory=dict)

@@ -1,10 +1,12 @@
 """Print the service's runtime requirements from pyproject.toml, for the Dockerfile's
 dependency layer (cached until pyproject.toml changes).
 
-    python docker/requirements.py [--variant cpu|gpu] [--pyproject PATH]
+    python docker/requirements.py [--variant cpu|gpu|gpu-jax] [--pyproject PATH]
 
 `gpu` swaps the TensorFlow requirement for `tensorflow[and-cuda]`, which brings the
 CUDA and cuDNN libraries as wheels, so the GPU image needs no CUDA base image.
+`gpu-jax` drops TensorFlow for `jax[cuda12]` (CUDA as wheels too): an image for
+CIFAR10_RUNTIME=jax only, which serves the Keras archive beside each SavedModel.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+JAX_CUDA = "jax[cuda12]>=0.6"
 
 
 def requirements(variant: str, pyproject: Path = PYPROJECT) -> list[str]:
@@ -22,13 +25,15 @@ def requirements(variant: str, pyproject: Path = PYPROJECT) -> list[str]:
     if variant == "cpu":
         return deps
     tf = [d for d in deps if re.match(r"tensorflow(-cpu)?\b", d)]
+    if variant == "gpu-jax":
+        return [d for d in deps if d not in tf] + [JAX_CUDA]
     version = re.search(r"==\s*([\w.*]+)", tf[0]).group(1) if tf else "2.21.*"  # type: ignore[union-attr]
     return [d for d in deps if d not in tf] + [f"tensorflow[and-cuda]=={version}"]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--variant", choices=["cpu", "gpu", "gpu-jax"], default="cpu")
     parser.add_argument("--pyproject", type=Path, default=PYPROJECT)
     args = parser.parse_args()
     print("\n".join(requirements(args.variant, args.pyproject)))

@@ -14,6 +14,9 @@ INPUT_NAME = "image"  # uint8 [N, 32, 32, 3], raw pixels; normalisation is in th
 PROBABILITIES = "probabilities"  # float32 [N, 10]
 LABELS_FILE = "labels.txt"  # asset: one class name per line, in label order
 MODEL_CARD_FILE = "model_card.json"  # beside saved_model.pb
+# The same float32 weights as a Keras archive, beside saved_model.pb: what the service's
+# jax runtime loads (no TensorFlow there). The SavedModel stays the contract.
+KERAS_ARCHIVE_FILE = "model.keras"
 
 # Per-channel statistics of the CIFAR-10 training split, in 0-255 pixel units. They are
 # baked into every exported graph, so serving never normalises by itself.

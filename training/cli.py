@@ -1,4 +1,4 @@
-"""Command line: `train`, `export` and `evaluate`.
+"""Command line: `train`, `export`, `archive` and `evaluate`.
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
 the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says.
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a run's weights as a SavedModel (TensorFlow backend)")
     e.add_argument("run", type=Path, help="run folder written by `train`")
     e.add_argument("--out", required=True, type=Path, help="e.g. saved_models/cifar10/1 (must not exist)")
+
+    a = sub.add_parser("archive", help="add the Keras archive (model.keras) to versions exported without one")
+    a.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/4")
 
     v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
     v.add_argument("saved_model", type=Path, help="a SavedModel folder or a versioned model folder")
@@ -111,7 +114,7 @@ def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("export", "evaluate"):
+    if args.command in ("export", "archive", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
     airbench = args.command == "train" and _is_airbench(args)
@@ -138,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
 
             export_run(args.run, args.out)
             print(f"wrote {args.out}")
+        elif args.command == "archive":
+            from training.archive import add_archive
+
+            for version in args.versions:
+                card = add_archive(version)
+                print(f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})")
         else:
             from training.evaluate import evaluate, format_report
 

@@ -25,6 +25,7 @@ from model import contract
 from model.airbench import tta_logits
 from model.architectures import build_model, feature_layers
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
+from training.archive import archive_record, write_archive
 from training.config import TrainConfig
 from training.train import PARITY_FILE, WEIGHTS_FILE
 
@@ -110,7 +111,10 @@ def export_run(run: Path, out: Path) -> dict[str, Any]:
             servable = _Servable(model, layers, labels, cfg.tta_level)
             _save(servable, tmp)
         max_diff = _check_parity(tmp, run / PARITY_FILE)
+        with np.load(run / PARITY_FILE) as parity:  # the jax runtime's archive, checked like the signatures
+            archive_diff = write_archive(model, tmp, layers, parity["images"])
         card = _model_card(cfg, metrics, model, tmp, max_diff)
+        card["export"]["keras_archive"] = archive_record(archive_diff)
         (tmp / contract.MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
         tmp.rename(out)
     finally:

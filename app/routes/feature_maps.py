@@ -45,8 +45,8 @@ async def feature_maps(
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
 ) -> Response:
     """Activations of the named conv layers for one uploaded image (field `file`)."""
-    settings, classifier = inference.settings, inference.classifier
-    available = classifier.layer_names()
+    settings, model = inference.settings, inference.model
+    available = model.layer_names()
     if format == "png":
         chosen = _select_layers(layer, available)[:1] if layer else available[:1]
     else:
@@ -60,8 +60,8 @@ async def feature_maps(
     # A dict, not FeatureMapsResponse: validating ~100k floats through pydantic would
     # cost more than the model run (response_model still documents the shape).
     return JSONResponse({
-        "model": {"name": classifier.name, "version": classifier.version},
-        "prediction": to_prediction(result["probabilities"], classifier.classes, upload.filename, top_k),
+        "model": {"name": model.name, "version": model.version},
+        "prediction": to_prediction(result["probabilities"], model.classes, upload.filename, top_k),
         "input_png_base64": base64.b64encode(encode_png(upload.pixels)).decode(),
         "layers": [{"name": n, "shape": list(result[n].shape), "values": result[n].tolist()} for n in chosen],
     })

@@ -24,9 +24,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(service: ServiceDep) -> dict[str, Any]:
     """The model is loaded and warm, and both batchers run."""
     batchers = (service.predict_batcher, service.feature_batcher)
-    if not service.ready or service.classifier is None or not all(b is not None and b.running for b in batchers):
+    if not service.ready or service.model is None or not all(b is not None and b.running for b in batchers):
         raise NotReady("model not loaded and warm yet, or shutting down")
-    return {"status": "ready", "model": {"name": service.classifier.name, "version": service.classifier.version}}
+    return {"status": "ready", "model": {"name": service.model.name, "version": service.model.version}}
 
 
 metrics_router = APIRouter(tags=["operations"])

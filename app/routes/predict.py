@@ -47,11 +47,11 @@ async def predict(
     top_k: Annotated[int, Query(ge=1, le=10, description="how many top classes to list")] = 3,
 ) -> JSONResponse:
     """Classify the uploaded image(s); predictions come back in upload order."""
-    settings, classifier = inference.settings, inference.classifier
+    settings, model = inference.settings, inference.model
     uploads = await read_uploads(request, settings, settings.max_images_per_request)
     results = await run_batched(inference.batcher, [u.pixels for u in uploads], settings)
     # Built as dicts (see inference.to_prediction); response_model still documents them.
     return JSONResponse({
-        "model": {"name": classifier.name, "version": classifier.version},
-        "predictions": [to_prediction(p, classifier.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)],
+        "model": {"name": model.name, "version": model.version},
+        "predictions": [to_prediction(p, model.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)],
     })

@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ClassifierDep, PredictDep
+from app.deps import ModelDep, PredictDep
 from app.errors import InvalidJSON, InvalidRequest, NotFound, PayloadTooLarge
 from app.images import decode_image
 from app.inference import run_batched
@@ -64,7 +64,7 @@ def _pixels(instance: Any, index: int, settings: Settings) -> np.ndarray:
 async def tf_serving_predict(model_name: str, request: Request, inference: PredictDep) -> JSONResponse:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
     settings = inference.settings
-    _check_name(model_name, inference.classifier.name)
+    _check_name(model_name, inference.model.name)
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -87,10 +87,10 @@ async def tf_serving_predict(model_name: str, request: Request, inference: Predi
 
 
 @router.get("/v1/models/{model_name}")
-async def model_info(model_name: str, classifier: ClassifierDep) -> dict[str, Any]:
+async def model_info(model_name: str, model: ModelDep) -> dict[str, Any]:
     """Name, version, classes, input, feature layers and the model card's metrics,
     plus TF Serving's `model_version_status`."""
-    _check_name(model_name, classifier.name)
-    info = classifier.info()
-    info["model_version_status"] = [{"version": classifier.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
+    _check_name(model_name, model.name)
+    info = model.info()
+    info["model_version_status"] = [{"version": model.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
     return info

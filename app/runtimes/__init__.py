@@ -1,0 +1,51 @@
+"""The runtimes behind the classifier: the SavedModel under TensorFlow (the default,
+and the contract), or the Keras archive beside it under Keras's JAX backend.
+
+Each takes a padded uint8 batch [B, 32, 32, 3] and returns numpy arrays; the
+classifier owns padding, metadata and warm-up. Each runtime module imports its
+framework only when loaded, so the jax runtime never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+RuntimeName = Literal["tensorflow", "jax"]
+RUNTIMES: tuple[RuntimeName, ...] = ("tensorflow", "jax")
+
+
+class ModelLoadError(Exception):
+    """The model folder is missing, corrupt or breaks the contract."""
+
+
+class Runtime(Protocol):
+    """A loaded model; `layer_shapes` maps every feature layer to its [H, W, C]."""
+
+    layer_shapes: dict[str, tuple[int, ...]]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 probabilities [B, 10]."""
+        ...
+
+    def feature_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every feature layer's float32 [B, H, W, C] and `probabilities`."""
+        ...
+
+    def prepare(self, sizes: Sequence[int]) -> None:
+        """Get ready to run these batch sizes (compile them) before serving."""
+        ...
+
+
+def load_runtime(name: RuntimeName, path: Path, layer_order: Sequence[str]) -> Runtime:
+    """Load the model version at `path` with runtime `name`; raises ModelLoadError."""
+    if name == "jax":
+        from app.runtimes.jax_keras import JaxRuntime
+
+        return JaxRuntime(path, layer_order)
+    from app.runtimes.tf_savedmodel import SavedModelRuntime
+
+    return SavedModelRuntime(path)

@@ -1,0 +1,58 @@
+"""The default runtime: the SavedModel's two signatures under TensorFlow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.runtimes import ModelLoadError
+from model import contract
+from model.classes import IMAGE_SHAPE
+
+
+class SavedModelRuntime:
+    """`serving_default` and `feature_maps` of a SavedModel, checked against the contract."""
+
+    def __init__(self, path: Path) -> None:
+        import tensorflow as tf  # imported here: nothing else in the app needs it
+
+        self._tf = tf
+        self.path = path
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # TF raises many types for corrupt protos and variables
+            raise ModelLoadError(f"cannot load the SavedModel at {path}: {exc}") from exc
+        self._loaded = loaded  # keeps the variables alive
+        try:
+            self._serve = loaded.signatures[contract.SERVING_SIGNATURE]
+            self._features = loaded.signatures[contract.FEATURE_MAPS_SIGNATURE]
+        except KeyError as exc:
+            raise ModelLoadError(f"{path} lacks the signature {exc}; found {sorted(loaded.signatures)}") from exc
+        self._check_signature(self._serve)
+        self._check_signature(self._features)
+        self.layer_shapes = {
+            name: tuple(int(d) for d in spec.shape[1:])
+            for name, spec in self._features.structured_outputs.items()
+            if name != contract.PROBABILITIES
+        }
+
+    def _check_signature(self, fn: Any) -> None:
+        _, kwargs = fn.structured_input_signature
+        spec = kwargs.get(contract.INPUT_NAME)
+        if spec is None or spec.dtype != self._tf.uint8 or tuple(spec.shape[1:]) != IMAGE_SHAPE:
+            raise ModelLoadError(f"{self.path}: signature input must be {contract.INPUT_NAME!r} uint8 [N, 32, 32, 3], got {kwargs}")
+        if contract.PROBABILITIES not in fn.structured_outputs:
+            raise ModelLoadError(f"{self.path}: signature lacks the {contract.PROBABILITIES!r} output")
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        result: np.ndarray = self._serve(image=self._tf.constant(batch))[contract.PROBABILITIES].numpy()
+        return result
+
+    def feature_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self._features(image=self._tf.constant(batch)).items()}
+
+    def prepare(self, sizes: Sequence[int]) -> None:
+        """Nothing ahead: TensorFlow traces each new shape on its first call (warm-up)."""

@@ -1,0 +1,88 @@
+"""`cifar10-serve --workers N` with N > 1: one model process and N HTTP front
+processes on one port, so parsing, decoding and JSON spread over N cores while every
+image still joins the one batch queue in front of the model (see docs/serving.md).
+
+Start order: the model process loads and warms the model and only then listens on
+its Unix socket; the fronts start once it answers. Stop order (SIGTERM or SIGINT
+here): uvicorn's supervisor stops the fronts, each finishing the requests it
+accepted (the model process keeps serving them); then the model process drains and
+exits. If the model process dies, this process stops too, so a container restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from app.remote import EngineClient
+
+log = logging.getLogger("cifar10.supervisor")
+
+
+async def _probe(path: Path) -> bool:
+    try:
+        client = await EngineClient.connect(path)
+    except OSError:
+        return False
+    await client.close()
+    return True
+
+
+def wait_for_engine(path: Path, engine: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Block until the model process answers on `path`; SystemExit if it dies or stalls."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if engine.poll() is not None:
+            raise SystemExit(f"the model process exited with {engine.returncode} before it was ready")
+        if path.exists() and asyncio.run(_probe(path)):
+            return
+        time.sleep(0.2)
+    engine.terminate()
+    raise SystemExit(f"the model process was not ready within {timeout_s:g} s")
+
+
+def serve(host: str, port: int, workers: int, graceful_timeout: float, start_timeout: float = 600.0) -> None:
+    """Run the model process and `workers` fronts until SIGTERM/SIGINT, then drain."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    folder = Path(tempfile.mkdtemp(prefix="cifar10-"))
+    socket_path = folder / "engine.sock"
+    engine = subprocess.Popen([sys.executable, "-m", "app.engine", "--socket", str(socket_path),
+                               "--fronts-timeout", str(graceful_timeout + 5)])
+    stopping = threading.Event()
+
+    def watch_engine() -> None:
+        engine.wait()
+        if not stopping.is_set():
+            log.error("the model process exited with %s; stopping the fronts", engine.returncode)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        wait_for_engine(socket_path, engine, start_timeout)
+        threading.Thread(target=watch_engine, daemon=True).start()
+        os.environ["CIFAR10_ENGINE_SOCKET"] = str(socket_path)  # the fronts' create_app reads it
+        log.info("model process ready; starting %d front processes", workers)
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, workers=workers,
+            access_log=False, timeout_graceful_shutdown=round(graceful_timeout),
+        )
+    finally:
+        stopping.set()
+        if engine.poll() is None:
+            engine.send_signal(signal.SIGTERM)
+            try:
+                engine.wait(timeout=graceful_timeout + 5)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+                engine.wait()
+        shutil.rmtree(folder, ignore_errors=True)
