@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # All GPU work of the airbench recipe in one run on a lent machine (JAX with CUDA, no
-# TensorFlow): the faithful preset over 8 seeds, then, time allowing, the variants
-# whose results the docs give as reasons for any deviation. Everything it measures and
-# the weights of each preset's median seed land in $OUT; the export to a SavedModel
-# happens afterwards on a machine with TensorFlow:
+# TensorFlow): the preset over several seeds, then, time allowing, the variants whose
+# results the docs give as reasons for any deviation. Per preset, $OUT/<name>.tgz holds
+# its log, summary, every seed's small files and the median seed's weights (split in
+# parts under 15 MB: a device returns few files, each under 16 MB). The export to a
+# SavedModel happens afterwards on a machine with TensorFlow:
 #
 #   python -m training export runs/gpu/airbench94/seed-<median> --out saved_models/cifar10/<next>
 #
@@ -26,15 +27,15 @@ fi
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 DATA=${DATA:-.devdata/cifar10-train-jpeg.tar.gz}
 RUNS=${RUNS:-/tmp/gpu-runs}
-rm -rf "$RUNS"
+rm -rf "$RUNS" && mkdir -p "$RUNS"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>/dev/null || echo "no nvidia-smi" > "$OUT/gpu.txt"
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" | tee -a "$OUT/gpu.txt"
 
 # name, then the training flags; each writes $RUNS/<name>
 presets=(
     "airbench94|--preset airbench94 --seeds 0-7"
-    "airbench94-fp32|--preset airbench94 --no-mixed-precision --seeds 0-4"
     "airbench95|--preset airbench95 --seeds 0-4"
+    "airbench94-fp32|--preset airbench94 --no-mixed-precision --seeds 0-4"
 )
 for i in "${!presets[@]}"; do
     entry=${presets[$i]}
@@ -45,7 +46,7 @@ for i in "${!presets[@]}"; do
         continue
     fi
     # shellcheck disable=SC2086
-    python3 -m training train $flags $EXTRA --data "$DATA" --out "$RUNS/$name" 2>&1 | tee "$OUT/$name.log"
+    python3 -m training train $flags $EXTRA --data "$DATA" --out "$RUNS/$name" 2>&1 | grep --line-buffered -v cuda_timer | tee "$RUNS/$name.log"
     # The summary and every seed's small files; weights of the median seed only (the
     # files that come back from the device are few and limited in size).
     python3 - "$name" "$OUT" "$RUNS" <<'EOF'
@@ -55,9 +56,13 @@ name, out = sys.argv[1], Path(sys.argv[2])
 root = Path(sys.argv[3]) / name
 median = json.loads((root / "summary.json").read_text())["median_seed"]
 with tarfile.open(out / f"{name}.tgz", "w:gz") as tar:
+    tar.add(root.with_suffix(".log"), arcname=f"{name}/train.log")
     for path in sorted(root.rglob("*")):
         if path.is_file() and (path.suffix not in (".h5", ".npz") or path.parent.name == f"seed-{median}"):
             tar.add(path, arcname=f"{name}/{path.relative_to(root)}")
 EOF
+    if [ "$(stat -c %s "$OUT/$name.tgz")" -gt 15000000 ]; then
+        split -b 15000000 -d "$OUT/$name.tgz" "$OUT/$name.tgz.part" && rm "$OUT/$name.tgz"
+    fi
 done
 echo "total $(( $(date +%s) - started )) s"

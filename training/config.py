@@ -55,6 +55,8 @@ class TrainConfig:
             values["widths"] = tuple(values["widths"])
         # Runs from before split_seed existed drew their split from the training seed.
         values.setdefault("split_seed", values.get("seed", 0))
+        # Runs from before float32_stem existed ran the whole network in the policy's dtype.
+        values.setdefault("float32_stem", False)
         return cls(**values)
 
     def model_options(self) -> dict[str, Any]:
