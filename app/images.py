@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Any
 
 import numpy as np
 import simplejpeg
@@ -141,8 +142,8 @@ def _high_bit_top(img: Image.Image) -> float:
         return 255.0
     if img.mode.startswith("I;16"):
         return 65535.0
-    _low, high = img.getextrema()  # in C over the whole image, without a copy
-    return 65535.0 if float(high) > 255 else 255.0
+    extrema: Any = img.getextrema()  # (low, high) for one band, in C, without a copy
+    return 65535.0 if float(extrema[1]) > 255 else 255.0
 
 
 def _to_rgb(img: Image.Image, top: float = 255.0) -> Image.Image:

@@ -25,6 +25,7 @@ from app.batcher import Batcher
 from app.classifier import Classifier, ModelLoadError
 from app.deps import require_api_key
 from app.errors import register_exception_handlers
+from app.images import quiet_pillow
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.routes import feature_maps, health, predict, tfserving
@@ -75,7 +76,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     service.predict_batcher.start()
     service.feature_batcher.start()
-    service.classifier, service.executor, service.ready = classifier, executor, True
+    # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
+    # GIL while decoding); the pool's size bounds the memory of images decoded at once.
+    decoder = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode", initializer=quiet_pillow)
+    service.classifier, service.executor, service.decoder, service.ready = classifier, executor, decoder, True
     log.info("serving %s version %s from %s (load %.1fs, warm-up %.1fs, batch sizes %s)",
              classifier.name, classifier.version, classifier.path, service.load_seconds["load"],
              service.load_seconds.get("warmup", 0.0), classifier.buckets)
@@ -85,6 +89,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.ready = False
         await asyncio.gather(service.predict_batcher.stop(), service.feature_batcher.stop())
         executor.shutdown(wait=True)
+        decoder.shutdown(wait=True, cancel_futures=True)
         log.info("stopped after draining the queues")
 
 

@@ -17,6 +17,7 @@ class Service:
     metrics: Metrics
     classifier: Classifier | None = None
     executor: ThreadPoolExecutor | None = None
+    decoder: ThreadPoolExecutor | None = None  # image decoding and JSON parsing, off the event loop
     predict_batcher: Batcher[np.ndarray, np.ndarray] | None = None
     feature_batcher: Batcher[np.ndarray, dict[str, np.ndarray]] | None = None
     ready: bool = False

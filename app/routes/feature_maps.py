@@ -45,15 +45,15 @@ async def feature_maps(
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
 ) -> Response:
     """Activations of the named conv layers for one uploaded image (field `file`)."""
-    settings, classifier = inference.settings, inference.classifier
+    classifier = inference.classifier
     available = classifier.layer_names()
     if format == "png":
         chosen = _select_layers(layer, available)[:1] if layer else available[:1]
     else:
         chosen = _select_layers(layers, available)
-    uploads = await read_uploads(request, settings, max_files=1)
+    uploads = await read_uploads(request, inference, max_files=1)
     upload = uploads[0]
-    (result,) = await run_batched(inference.batcher, [upload.pixels], settings)
+    (result,) = await run_batched(inference, [upload.pixels], request.receive)
     if format == "png":
         png = encode_png(channel_grid(result[chosen[0]]))
         return Response(png, media_type="image/png", headers={"X-Layer": chosen[0], "X-Layer-Shape": ",".join(map(str, result[chosen[0]].shape))})

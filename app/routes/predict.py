@@ -48,8 +48,8 @@ async def predict(
 ) -> JSONResponse:
     """Classify the uploaded image(s); predictions come back in upload order."""
     settings, classifier = inference.settings, inference.classifier
-    uploads = await read_uploads(request, settings, settings.max_images_per_request)
-    results = await run_batched(inference.batcher, [u.pixels for u in uploads], settings)
+    uploads = await read_uploads(request, inference, settings.max_images_per_request)
+    results = await run_batched(inference, [u.pixels for u in uploads], request.receive)
     # Built as dicts (see inference.to_prediction); response_model still documents them.
     return JSONResponse({
         "model": {"name": classifier.name, "version": classifier.version},
