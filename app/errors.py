@@ -123,5 +123,5 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %r", request.method, request.url.path)  # %r: no raw CR/LF from the URL
         return error_response(500, "internal_error", "internal server error")

@@ -27,7 +27,7 @@ from app.deps import require_api_key
 from app.errors import register_exception_handlers
 from app.images import quiet_pillow
 from app.metrics import Metrics
-from app.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from app.routes import feature_maps, health, predict, tfserving
 from app.settings import Settings
 from app.state import Service
@@ -124,5 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added last = outermost: ids and metrics cover even requests the limit rejects.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(AdmissionMiddleware, limit=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.service.metrics)
     return app

@@ -142,3 +142,66 @@ async def test_items_of_disconnected_clients_never_reach_the_model(tiny_model) -
         assert stays[0]["status"] == 200
         text = generate_latest(app.state.service.metrics.registry).decode()
     assert _predicted_images(text) == 1.0
+
+
+async def test_access_log_escapes_the_path() -> None:
+    import logging
+
+    from app.metrics import Metrics
+    from app.middleware import ObservabilityMiddleware
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("cifar10.access")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        # What uvicorn puts in the scope for GET /x%0D%0A1.2.3.4%20%22GET%20/admin%22%20200
+        path = '/x\r\n1.2.3.4 "GET /admin" 200'
+        request = {**scope(path), "method": "GET"}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await ObservabilityMiddleware(ok, Metrics())(request, receive, send)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    (record,) = records
+    line = record.getMessage()
+    assert "\r" not in line and "\n" not in line
+    assert '/x\\r\\n1.2.3.4 \\"GET /admin\\" 200' in line
+
+
+async def test_requests_beyond_capacity_get_429_at_once(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = uploads.decode_image
+
+    def held(*args: Any) -> np.ndarray:
+        started.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(uploads, "decode_image", held)
+    async with serving(make_settings(tiny_model, max_concurrent_requests=1, retry_after_s=3)) as client:
+        first = asyncio.ensure_future(client.post("/predict", files={"file": ("a.png", IMAGE, "image/png")}))
+        try:
+            assert await asyncio.to_thread(started.wait, 10)
+            r = await client.post("/predict", files={"file": ("b.png", IMAGE, "image/png")})
+            assert_error(r, 429, "overloaded")
+            assert r.headers["retry-after"] == "3"
+            assert (await client.get("/healthz")).status_code == 200  # never refused
+        finally:
+            release.set()
+        assert (await first).status_code == 200
+        r = await client.post("/predict", files={"file": ("c.png", IMAGE, "image/png")})
+        assert r.status_code == 200  # the slot was given back
