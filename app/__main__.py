@@ -13,6 +13,9 @@ import os
 
 import uvicorn
 
+from app.http import HttpLimits, LimitedHttpToolsProtocol
+from app.settings import Settings
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="cifar10-serve")
@@ -20,9 +23,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("CIFAR10_PORT", "8000")))
     parser.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
     args = parser.parse_args()
+    # Header limits and head/body deadlines: uvicorn's protocol with our checks (app/http.py).
+    protocol = LimitedHttpToolsProtocol.configured(HttpLimits.from_settings(Settings()))
     uvicorn.run(
         "app.main:create_app", factory=True, host=args.host, port=args.port, workers=1,
-        access_log=False, timeout_graceful_shutdown=args.graceful_timeout,
+        access_log=False, timeout_graceful_shutdown=args.graceful_timeout, http=protocol,
     )
 
 

@@ -129,7 +129,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
+                    # Connection: close, or uvicorn would go on reading (and discarding) the rest.
+                    raise PayloadTooLarge(f"request body exceeds {self.limit} bytes", headers={"Connection": "close"})
             return message
 
         await self.app(scope, limited_receive, send)

@@ -205,3 +205,15 @@ async def test_requests_beyond_capacity_get_429_at_once(tiny_model, monkeypatch:
         assert (await first).status_code == 200
         r = await client.post("/predict", files={"file": ("c.png", IMAGE, "image/png")})
         assert r.status_code == 200  # the slot was given back
+
+
+async def test_streamed_body_over_the_limit_closes_the_connection(tiny_model) -> None:
+    # Without Connection: close, uvicorn kept reading (and discarding) the rest of the body.
+    app = create_app(make_settings(tiny_model, max_upload_bytes=4096))
+    async with LifespanManager(app, startup_timeout=120) as manager:
+        head = multipart(b"")[: -len(f"\r\n--{BOUNDARY}--\r\n")]
+        chunks = [{"type": "http.request", "body": head, "more_body": True}]
+        chunks += [{"type": "http.request", "body": b"\0" * 2048, "more_body": True} for _ in range(4)]
+        sent = await call(manager.app, chunks)
+    assert sent[0]["status"] == 413
+    assert (b"connection", b"close") in sent[0]["headers"]
