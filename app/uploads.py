@@ -30,7 +30,7 @@ class Upload:
     pixels: np.ndarray  # uint8 [32, 32, 3]
 
 
-async def read_uploads(request: Request, inference: Inference[Any], max_files: int) -> list[Upload]:
+async def read_uploads(request: Request, inference: Inference[Any], max_files: int, fields: tuple[str, ...] = UPLOAD_FIELDS) -> list[Upload]:
     """Decoded images from the `file`/`files` fields, in upload order; decoded in the
     decode pool, one job per file, within the request's deadline."""
     settings = inference.settings
@@ -46,9 +46,13 @@ async def read_uploads(request: Request, inference: Inference[Any], max_files: i
             raise PayloadTooLarge(f"too many files: at most {max_files} per request") from None
         raise InvalidRequest(f"malformed multipart body: {message}") from None
     try:
-        files = [v for key in UPLOAD_FIELDS for v in form.getlist(key)]
+        where = " or ".join(repr(f) for f in fields)
+        unknown = sorted({key for key in form if key not in fields})
+        if unknown:
+            raise InvalidRequest(f"unknown form field(s) {', '.join(map(repr, unknown))[:200]}: send images in {where}")
+        files = [v for key in fields for v in form.getlist(key)]
         if not files:
-            raise InvalidRequest("no image: upload it in the multipart field 'file' (or several in 'files')")
+            raise InvalidRequest(f"no image: upload it in the multipart field {where}")
         if len(files) > max_files:
             raise PayloadTooLarge(f"too many files: {len(files)} uploaded, at most {max_files} per request")
         jobs = []

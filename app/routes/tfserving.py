@@ -7,10 +7,10 @@ import base64
 import binascii
 import json
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import ClassifierDep, PredictDep
@@ -18,13 +18,43 @@ from app.errors import InvalidJSON, InvalidRequest, NotFound, PayloadTooLarge
 from app.images import decode_image
 from app.inference import off_loop, run_batched
 from app.routes.predict import ERRORS
-from app.schemas import TFServingResponse
+from app.schemas import ErrorResponse, TFServingResponse
 from model import contract
 from model.classes import IMAGE_SHAPE
 
 router = APIRouter(tags=["tensorflow-serving"])
 
-EXAMPLE = {"instances": [{"b64": "<base64 of a PNG or JPEG file>"}, [[[0, 0, 0]] * 32] * 32]}
+# A 2x2 red PNG and a black 32x32 pixel list: the example must itself be a valid body.
+EXAMPLE = {"instances": [{"b64": "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR42mM8oaHBwMDAxMDAwMDAAAAN6gEcJklYAwAAAABJRU5ErkJggg=="}, [[[0, 0, 0]] * 32] * 32]}
+_PIXELS = {
+    "type": "array", "minItems": 32, "maxItems": 32, "description": "32x32x3 whole numbers 0-255, [row][column][R, G, B]",
+    "items": {"type": "array", "minItems": 32, "maxItems": 32,
+              "items": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number", "multipleOf": 1, "minimum": 0, "maximum": 255}}},
+}
+_INSTANCE = {"oneOf": [
+    _PIXELS,
+    {"type": "object", "properties": {"b64": {"type": "string", "description": "base64 of an image file"}}, "required": ["b64"], "additionalProperties": False},
+    {"type": "object", "properties": {contract.INPUT_NAME: _PIXELS}, "required": [contract.INPUT_NAME], "additionalProperties": False},
+]}
+_INSTANCES = {"type": "array", "items": _INSTANCE, "minItems": 1, "description": "at most CIFAR10_MAX_IMAGES_PER_REQUEST (64)"}
+BODY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE]},
+        "instances": _INSTANCES,
+        "inputs": {"oneOf": [_INSTANCES, {"type": "object", "properties": {contract.INPUT_NAME: _INSTANCES}, "required": [contract.INPUT_NAME], "additionalProperties": False}]},
+    },
+    "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+    "additionalProperties": False,
+}
+TF_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorResponse, "description": "the body is not JSON, or has no non-empty 'instances'/'inputs' list"},
+    404: {"model": ErrorResponse, "description": "no model of that name is served here"},
+}
+
+
+ModelName = Annotated[str, Path(description="the served model's name", examples=["cifar10"])]
 
 
 def _check_name(name: str, served: str) -> None:
@@ -45,12 +75,14 @@ def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
             return _pixels(instance[contract.INPUT_NAME], index, max_pixels)
         raise InvalidRequest(f"{where}: expected {{'b64': ...}}, {{'{contract.INPUT_NAME}': ...}} or a 32x32x3 pixel list")
     try:
-        arr = np.asarray(instance, dtype=np.float64)  # 32x32x3 numbers: 24 KB, not an image-sized copy
+        arr = np.asarray(instance)  # 32x32x3 numbers: 24 KB, not an image-sized copy
     except (TypeError, ValueError, OverflowError, RecursionError):
-        # OverflowError: integers beyond float range; RecursionError: absurd nesting.
         raise InvalidRequest(f"{where}: pixel lists must be numbers nested as [32][32][3]") from None
     if arr.shape != IMAGE_SHAPE:
         raise InvalidRequest(f"{where}: expected shape [32, 32, 3], got {list(arr.shape)}")
+    # NumPy turns true/false into 1/0, and integers beyond int64 into objects.
+    if arr.dtype.kind not in "iuf" or any(type(v) is bool for row in instance for px in row for v in px):
+        raise InvalidRequest(f"{where}: pixel values must be integers in 0..255")
     if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 255 or np.any(arr != np.round(arr)):
         raise InvalidRequest(f"{where}: pixel values must be integers in 0..255")
     return arr.astype(np.uint8)
@@ -74,6 +106,10 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
         raise InvalidJSON(f"the body is not valid JSON: {type(exc).__name__}: {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise InvalidJSON("the body must be a JSON object with 'instances' or 'inputs'")
+    unknown = set(body) - {"signature_name", "instances", "inputs"}
+    if unknown or ("instances" in body and "inputs" in body):
+        raise InvalidJSON("the body takes 'instances' or 'inputs' (not both) and optionally 'signature_name'"
+                          + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else ""))
     signature = body.get("signature_name", contract.SERVING_SIGNATURE)
     if signature != contract.SERVING_SIGNATURE:
         raise InvalidRequest(f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}")
@@ -90,10 +126,10 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
 @router.post(
     "/v1/models/{model_name}:predict",
     response_model=TFServingResponse,
-    responses=ERRORS,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"example": EXAMPLE}}}},
+    responses=TF_ERRORS,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA, "example": EXAMPLE}}}},
 )
-async def tf_serving_predict(model_name: str, request: Request, inference: PredictDep) -> JSONResponse:
+async def tf_serving_predict(model_name: ModelName, request: Request, inference: PredictDep) -> JSONResponse:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
     settings = inference.settings
     _check_name(model_name, inference.classifier.name)
@@ -103,8 +139,8 @@ async def tf_serving_predict(model_name: str, request: Request, inference: Predi
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 
 
-@router.get("/v1/models/{model_name}")
-async def model_info(model_name: str, classifier: ClassifierDep) -> dict[str, Any]:
+@router.get("/v1/models/{model_name}", responses={404: TF_ERRORS[404], 503: ERRORS[503]})
+async def model_info(model_name: ModelName, classifier: ClassifierDep) -> dict[str, Any]:
     """Name, version, classes, input, feature layers and the model card's metrics,
     plus TF Serving's `model_version_status`."""
     _check_name(model_name, classifier.name)
