@@ -17,6 +17,7 @@ from app.metrics import Metrics
 
 access_log = logging.getLogger("cifar10.access")
 REQUEST_ID_HEADER = "x-request-id"
+ADMISSION_ENDPOINT = "cifar10.endpoint"  # scope key: the route template of a request refused before routing
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -51,7 +52,7 @@ class ObservabilityMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = getattr(route, "path", None) or scope.get(ADMISSION_ENDPOINT) or "unmatched"
             self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(elapsed)
             access_log.info(
@@ -92,6 +93,7 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_progress >= self.limit:
+            scope[ADMISSION_ENDPOINT] = endpoint_of(scope["path"])
             await send({"type": "http.response.start", "status": 429, "headers": self._headers})
             await send({"type": "http.response.body", "body": self._refusal})
             return
@@ -100,6 +102,10 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.in_progress -= 1
+
+
+def endpoint_of(path: str) -> str:
+    return path if path in ("/predict", "/feature-maps") else "/v1/models/{model_name}:predict"
 
 
 def is_inference(path: str) -> bool:

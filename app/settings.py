@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1 << 30, description="request body limit; larger gets 413")
     max_images_per_request: int = Field(64, ge=1, le=1024, description="files (or TF Serving instances) in one request")
     max_image_pixels: int = Field(16_777_216, ge=1024, le=1_000_000_000, description="declared width x height above which an image is refused (413)")
-    decode_threads: int = Field(2, ge=1, le=64, description="threads that decode images and parse JSON bodies, off the event loop")
+    decode_threads: int = Field(1, ge=1, le=64, description="threads that decode images and parse JSON bodies, off the event loop")
     max_concurrent_requests: int = Field(128, ge=1, le=100_000, description="inference requests in progress before new ones get 429 at once")
     max_header_bytes: int = Field(16_384, ge=1024, le=1 << 20, description="request line plus headers; larger gets 431 (python -m app)")
     max_headers: int = Field(100, ge=8, le=10_000, description="header fields per request; more gets 431 (python -m app)")
