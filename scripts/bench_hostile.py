@@ -183,7 +183,7 @@ def main() -> None:
                 h, w = o["healthz_ms"], o["wrk"]
                 assert isinstance(h, list) and isinstance(w, dict)
                 print(f"\noverload, c=512, {args.duration:g} s: statuses {o['statuses']}, wrk p50 {w['p50']:.0f} ms, p99 {w['p99']:.0f} ms, "
-                      f"socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
+                      f"non-2xx or socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
                       f"max {max(h):.0f} ms; peak RSS {o['peak_rss_mb']:.0f} MB")
             if "throughput" not in skip:
                 t = wrk(url, bodies, script, 64, args.duration)
