@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test test-docker lint bench clean
+.PHONY: install serve test test-reliability test-docker lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -18,10 +18,14 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 serve: install
-	$(PY) -m uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
+	$(PY) -m app --host $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest
+
+# Hostile, fuzzed and overload traffic against a real server (tests/reliability, ~3 min).
+test-reliability: install
+	$(PY) -m pytest -m reliability
 
 # The image and the compose stack under a dockerd of the tests' own (root; see README).
 test-docker: install

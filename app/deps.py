@@ -7,7 +7,9 @@ All of them are `async def` on purpose: they never block, and FastAPI runs a pla
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
@@ -53,13 +55,17 @@ class Inference(Generic[R]):
     settings: Settings
     model: ModelInfo
     batcher: BatchQueue[np.ndarray, R]
+    decoder: Executor
+    deadline: float  # event-loop time by which decoding and inference must be done (504 after)
 
 
 def _inference(request: Request, batcher: BatchQueue[np.ndarray, R] | None) -> Inference[R]:
     service: Service = request.app.state.service
-    if not service.ready or service.model is None or batcher is None:
+    if not service.ready or service.model is None or batcher is None or service.decoder is None:
         raise NotReady("the service is not ready")
-    return Inference(request.app.state.settings, service.model, batcher)
+    settings: Settings = request.app.state.settings
+    deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
+    return Inference(settings, service.model, batcher, service.decoder, deadline)
 
 
 async def get_predict_inference(request: Request) -> Inference[np.ndarray]:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("cifar10.errors")
 
@@ -73,6 +74,13 @@ class Timeout(APIError):
     status_code, code = 504, "timeout"
 
 
+class ClientClosed(APIError):
+    """The client went away (nginx's 499): nobody reads the answer, but metrics and the
+    access log should say what happened instead of counting a 500."""
+
+    status_code, code = 499, "client_closed_request"
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -109,7 +117,11 @@ def register_exception_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnect(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return error_response(ClientClosed.status_code, ClientClosed.code, "the client closed the connection before the body was read")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %r", request.method, request.url.path)  # %r: no raw CR/LF from the URL
         return error_response(500, "internal_error", "internal server error")

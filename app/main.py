@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from fastapi.staticfiles import StaticFiles
 
 from app.deps import require_api_key
 from app.errors import register_exception_handlers
+from app.images import quiet_pillow
 from app.metrics import Metrics
-from app.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from app.model_host import start_model
 from app.remote import EngineClient, RemoteBatcher, split_features, split_probabilities
 from app.routes import feature_maps, health, predict, tfserving
@@ -60,12 +62,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.model, service.load_seconds = host.classifier.info, host.load_seconds
         service.predict_batcher, service.feature_batcher = host.predict_batcher, host.feature_batcher
         stop = host.stop
+    # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
+    # GIL while decoding); the pool's size bounds the memory of images decoded at once.
+    decoder = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode", initializer=quiet_pillow)
+    service.decoder = decoder
     service.ready = True
     try:
         yield
     finally:
         service.ready = False
         await stop()
+        decoder.shutdown(wait=True, cancel_futures=True)
         log.info("stopped after draining the queues")
 
 
@@ -100,5 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added last = outermost: ids and metrics cover even requests the limit rejects.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(AdmissionMiddleware, limit=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.service.metrics)
     return app

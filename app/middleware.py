@@ -1,5 +1,6 @@
-"""Pure ASGI middleware: request ids, access log and request metrics, and the body
-size limit (enforced while the body streams in, so a huge upload is never buffered)."""
+"""Pure ASGI middleware: request ids, access log and request metrics; admission
+control for the inference routes; and the body size limit (enforced while the body
+streams in, so a huge upload is never buffered)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from app.metrics import Metrics
 
 access_log = logging.getLogger("cifar10.access")
 REQUEST_ID_HEADER = "x-request-id"
+ADMISSION_ENDPOINT = "cifar10.endpoint"  # scope key: the route template of a request refused before routing
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -50,13 +52,64 @@ class ObservabilityMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = getattr(route, "path", None) or scope.get(ADMISSION_ENDPOINT) or "unmatched"
             self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(elapsed)
             access_log.info(
                 '%s "%s %s" %d %.1fms request_id=%s',
-                (scope.get("client") or ("-",))[0], scope["method"], scope["path"], status, elapsed * 1000, request_id,
+                (scope.get("client") or ("-",))[0], escape(scope["method"]), escape(scope["path"]), status, elapsed * 1000, request_id,
             )
+
+
+def escape(text: str) -> str:
+    """`text` with control characters, non-ASCII and quotes backslash-escaped: a
+    percent-encoded CRLF in a URL is decoded into the ASGI path, and written raw it
+    would forge a log line."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+class AdmissionMiddleware:
+    """429 at once for inference requests beyond `limit` in progress.
+
+    The batch queue's 429 only bounds images that reached it; requests still reading
+    their body or waiting for the decode pool queued on the event loop without bound
+    (client p99 of 8 s at 10x overload). Counting requests here, before the body is
+    read, refuses the excess for the cost of one small response. Health, readiness,
+    metrics and the page are never refused.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_s: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_progress = 0
+        self._refusal = json.dumps(error_body("overloaded", "the server is at capacity; retry after the Retry-After delay")).encode()
+        self._headers: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"), (b"content-length", str(len(self._refusal)).encode()),
+            (b"retry-after", str(retry_after_s).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_inference(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.limit:
+            scope[ADMISSION_ENDPOINT] = endpoint_of(scope["path"])
+            await send({"type": "http.response.start", "status": 429, "headers": self._headers})
+            await send({"type": "http.response.body", "body": self._refusal})
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+
+def endpoint_of(path: str) -> str:
+    return path if path in ("/predict", "/feature-maps") else "/v1/models/{model_name}:predict"
+
+
+def is_inference(path: str) -> bool:
+    return path in ("/predict", "/feature-maps") or (path.startswith("/v1/models/") and path.endswith(":predict"))
 
 
 class BodyLimitMiddleware:
@@ -82,7 +135,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
+                    # Connection: close, or uvicorn would go on reading (and discarding) the rest.
+                    raise PayloadTooLarge(f"request body exceeds {self.limit} bytes", headers={"Connection": "close"})
             return message
 
         await self.app(scope, limited_receive, send)

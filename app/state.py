@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ from app.metrics import Metrics
 class Service:
     metrics: Metrics
     model: ModelInfo | None = None
+    decoder: ThreadPoolExecutor | None = None  # image decoding and JSON parsing, off the event loop
     predict_batcher: BatchQueue[np.ndarray, np.ndarray] | None = None
     feature_batcher: BatchQueue[np.ndarray, dict[str, np.ndarray]] | None = None
     ready: bool = False

@@ -52,7 +52,10 @@ def wait_for_engine(path: Path, engine: subprocess.Popen[bytes], timeout_s: floa
     raise SystemExit(f"the model process was not ready within {timeout_s:g} s")
 
 
-def serve(host: str, port: int, workers: int, graceful_timeout: float, start_timeout: float = 600.0) -> None:
+def serve(
+    host: str, port: int, workers: int, graceful_timeout: float, start_timeout: float = 600.0,
+    http: str = "auto", loop: str = "auto",
+) -> None:
     """Run the model process and `workers` fronts until SIGTERM/SIGINT, then drain."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = Path(tempfile.mkdtemp(prefix="cifar10-"))
@@ -74,7 +77,7 @@ def serve(host: str, port: int, workers: int, graceful_timeout: float, start_tim
         log.info("model process ready; starting %d front processes", workers)
         uvicorn.run(
             "app.main:create_app", factory=True, host=host, port=port, workers=workers,
-            access_log=False, timeout_graceful_shutdown=round(graceful_timeout),
+            access_log=False, timeout_graceful_shutdown=round(graceful_timeout), http=http, loop=loop,
         )
     finally:
         stopping.set()

@@ -7,6 +7,8 @@ limits (file count, part size) are ours and every violation gets our error shape
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from fastapi import Request
@@ -14,9 +16,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from app.deps import Inference
 from app.errors import InvalidRequest, PayloadTooLarge
 from app.images import decode_image
-from app.settings import Settings
+from app.inference import off_loop
 
 UPLOAD_FIELDS = ("file", "files")
 
@@ -27,8 +30,10 @@ class Upload:
     pixels: np.ndarray  # uint8 [32, 32, 3]
 
 
-async def read_uploads(request: Request, settings: Settings, max_files: int) -> list[Upload]:
-    """Decoded images from the `file`/`files` fields, in upload order."""
+async def read_uploads(request: Request, inference: Inference[Any], max_files: int, fields: tuple[str, ...] = UPLOAD_FIELDS) -> list[Upload]:
+    """Decoded images from the `file`/`files` fields, in upload order; decoded in the
+    decode pool, one job per file, within the request's deadline."""
+    settings = inference.settings
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("send the image(s) as multipart/form-data in the field 'file' (or 'files')")
@@ -41,18 +46,22 @@ async def read_uploads(request: Request, settings: Settings, max_files: int) -> 
             raise PayloadTooLarge(f"too many files: at most {max_files} per request") from None
         raise InvalidRequest(f"malformed multipart body: {message}") from None
     try:
-        files = [v for key in UPLOAD_FIELDS for v in form.getlist(key)]
+        where = " or ".join(repr(f) for f in fields)
+        unknown = sorted({key for key in form if key not in fields})
+        if unknown:
+            raise InvalidRequest(f"unknown form field(s) {', '.join(map(repr, unknown))[:200]}: send images in {where}")
+        files = [v for key in fields for v in form.getlist(key)]
         if not files:
-            raise InvalidRequest("no image: upload it in the multipart field 'file' (or several in 'files')")
+            raise InvalidRequest(f"no image: upload it in the multipart field {where}")
         if len(files) > max_files:
             raise PayloadTooLarge(f"too many files: {len(files)} uploaded, at most {max_files} per request")
-        uploads = []
+        jobs = []
         for index, item in enumerate(files):
             if not isinstance(item, UploadFile):
                 raise InvalidRequest(f"field value #{index + 1} is text, not a file upload")
             name = item.filename or f"file #{index + 1}"
-            data = await item.read()
-            uploads.append(Upload(item.filename, decode_image(data, settings.max_image_pixels, name)))
-        return uploads
+            jobs.append(partial(decode_image, await item.read(), settings.max_image_pixels, name))
+        pixels = await off_loop(inference, jobs)
+        return [Upload(item.filename, p) for item, p in zip(files, pixels, strict=True) if isinstance(item, UploadFile)]
     finally:
         await form.close()

@@ -13,7 +13,7 @@ from app.errors import InvalidRequest
 from app.images import encode_png
 from app.inference import run_batched, to_prediction
 from app.render import channel_grid
-from app.routes.predict import ERRORS, MULTIPART_BODY
+from app.routes.predict import ERRORS, IMAGE_FILE, multipart_body, reject_unknown_query
 from app.schemas import FeatureMapsResponse
 from app.uploads import read_uploads
 
@@ -30,10 +30,13 @@ def _select_layers(requested: str | None, available: list[str]) -> list[str]:
     return names
 
 
+QUERY = frozenset({"layers", "layer", "format", "top_k"})
+
+
 @router.post(
     "/feature-maps",
     response_model=FeatureMapsResponse,
-    openapi_extra=MULTIPART_BODY,
+    openapi_extra=multipart_body({"file": {**IMAGE_FILE, "description": "one image"}}, {"required": ["file"]}),
     responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "JSON, or a PNG grid with format=png"}},
 )
 async def feature_maps(
@@ -45,15 +48,16 @@ async def feature_maps(
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
 ) -> Response:
     """Activations of the named conv layers for one uploaded image (field `file`)."""
-    settings, model = inference.settings, inference.model
+    reject_unknown_query(request, QUERY)
+    model = inference.model
     available = model.layer_names()
     if format == "png":
         chosen = _select_layers(layer, available)[:1] if layer else available[:1]
     else:
         chosen = _select_layers(layers, available)
-    uploads = await read_uploads(request, settings, max_files=1)
+    uploads = await read_uploads(request, inference, max_files=1, fields=("file",))
     upload = uploads[0]
-    (result,) = await run_batched(inference.batcher, [upload.pixels], settings)
+    (result,) = await run_batched(inference, [upload.pixels], request.receive)
     if format == "png":
         png = encode_png(channel_grid(result[chosen[0]]))
         return Response(png, media_type="image/png", headers={"X-Layer": chosen[0], "X-Layer-Shape": ",".join(map(str, result[chosen[0]].shape))})

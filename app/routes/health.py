@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import ServiceDep
 from app.errors import NotReady
+from app.schemas import ErrorResponse
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +21,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "model not warm or batcher stopped"}})
+@router.get("/readyz", responses={503: {"model": ErrorResponse, "description": "model not warm or batcher stopped"}})
 async def readyz(service: ServiceDep) -> dict[str, Any]:
     """The model is loaded and warm, and both batchers run."""
     batchers = (service.predict_batcher, service.feature_batcher)
@@ -32,7 +33,11 @@ async def readyz(service: ServiceDep) -> dict[str, Any]:
 metrics_router = APIRouter(tags=["operations"])
 
 
-@metrics_router.get("/metrics", response_class=Response)
+@metrics_router.get(
+    "/metrics", response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+               401: {"model": ErrorResponse, "description": "missing or invalid API key"}},
+)
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

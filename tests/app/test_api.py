@@ -173,9 +173,12 @@ async def test_feature_maps_png(client) -> None:
 
 
 async def test_feature_maps_takes_one_file(client) -> None:
-    files = [("files", (f"{i}.png", png_bytes(p), "image/png")) for i, p in enumerate(PIXELS[:2])]
+    files = [("file", (f"{i}.png", png_bytes(p), "image/png")) for i, p in enumerate(PIXELS[:2])]
     r = await client.post("/feature-maps", files=files)
     assert_error(r, 413, "payload_too_large")
+    # ...in the field 'file' only, as the OpenAPI schema says.
+    r = await client.post("/feature-maps", files=[("files", ("a.png", png_bytes(PIXELS[0]), "image/png"))])
+    assert_error(r, 422, "invalid_request")
 
 
 async def test_tf_serving_formats_agree_with_predict(client) -> None:
@@ -266,3 +269,52 @@ async def test_openapi_documents_the_endpoints(client) -> None:
     for path in ("/predict", "/feature-maps", "/v1/models/{model_name}:predict", "/healthz", "/readyz"):
         assert path in paths
     assert "multipart/form-data" in paths["/predict"]["post"]["requestBody"]["content"]
+
+
+async def test_openapi_matches_behaviour(client) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+
+    def body_schema(path: str, media: str) -> dict:
+        return paths[path]["post"]["requestBody"]["content"][media]["schema"]
+
+    predict = body_schema("/predict", "multipart/form-data")
+    assert predict["anyOf"] == [{"required": ["file"]}, {"required": ["files"]}]
+    assert predict["additionalProperties"] is False
+    feature = body_schema("/feature-maps", "multipart/form-data")
+    assert set(feature["properties"]) == {"file"} and feature["required"] == ["file"]
+    tf = paths["/v1/models/{model_name}:predict"]["post"]
+    assert {"400", "404", "413", "415", "422", "429", "503", "504"} <= set(tf["responses"])
+    assert "404" in paths["/v1/models/{model_name}"]["get"]["responses"]
+    # The documented example is a body the route accepts.
+    example = tf["requestBody"]["content"]["application/json"]["example"]
+    r = await client.post("/v1/models/cifar10:predict", json=example)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == len(example["instances"])
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        pytest.param("/predict", {"params": {"topk": "5"}}, id="unknown-query"),
+        pytest.param("/predict", {"data": {"note": "x"}}, id="unknown-form-field"),
+        pytest.param("/feature-maps", {"params": {"layerz": "stem"}}, id="feature-maps-unknown-query"),
+    ],
+)
+async def test_undocumented_inputs_are_refused(client, path: str, kwargs: dict) -> None:
+    r = await client.post(path, files={"file": ("a.png", png_bytes(PIXELS[0]), "image/png")}, **kwargs)
+    assert_error(r, 422, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"instances": [np.ones((32, 32, 3), bool).tolist()]}, id="booleans"),
+        pytest.param({"instances": [PIXELS[0].tolist()], "inputs": [PIXELS[0].tolist()]}, id="instances-and-inputs"),
+        pytest.param({"instances": [PIXELS[0].tolist()], "extra": 1}, id="unknown-key"),
+    ],
+)
+async def test_tf_serving_refuses_what_the_schema_forbids(client, body: dict) -> None:
+    r = await client.post("/v1/models/cifar10:predict", json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert set(r.json()["error"]) == {"code", "message"}

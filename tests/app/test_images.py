@@ -168,3 +168,60 @@ def test_unusual_jpegs_go_through_pil(monkeypatch: pytest.MonkeyPatch) -> None:
         decode_image(cases["truncated"], LIMIT, "cut.jpg")
     with pytest.raises(ImageTooLarge, match="40x40"):
         decode_image(encode(rgb, "JPEG"), 1000, "big.jpg")
+
+
+# A TIFF whose tag 0x011a (XResolution) was mutated: Pillow raised TypeError on it,
+# which escaped as a 500.
+MALFORMED_TIFF = bytes.fromhex(
+    "49492a00080000000a0000010400010000000800000001010400010000000800000002010300030000008600000003010300010000000100"
+    "000006010300010000000200000011010c00010000008c0000001501030001000000030000001601040001000000080000001701040001"
+    "000000c00000001c0103000100000001000000000000000800080008000102030102030102030102030102030102030102030102030102"
+    "030102030102030102030102030102030102030102030102030102030102034502030102030102030102030102030102030102030102030"
+    "102030102030102030102030102030102030102030102030102030102030102030102030102030102030102030102030102030102030102"
+    "030102030102030102030102036a0203010203010203010203010203010203010203010203010203010203010203010203010203"
+)
+
+
+def test_malformed_tiff_tag_is_invalid_not_a_crash() -> None:
+    with pytest.raises(InvalidImage, match="bad.tif"):
+        decode_image(MALFORMED_TIFF, LIMIT, "bad.tif")
+
+
+def test_sixteen_bit_image_makes_no_full_size_float_copy() -> None:
+    # 2000x2000 16-bit grey: 8 MB decoded; a float64 copy of it was 32 MB more.
+    # tracemalloc sees NumPy's buffers (not Pillow's), which is where such copies live.
+    import tracemalloc
+
+    data = encode(Image.fromarray(np.full((2000, 2000), 40000, dtype=np.uint16)), "PNG")
+    tracemalloc.start()
+    try:
+        out = decode_image(data, LIMIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 150 <= int(out.mean()) <= 160  # 40000 / 65535 * 255 = 155.7: scaled, not clipped
+    assert peak < 8_000_000, f"{peak / 1e6:.1f} MB of NumPy buffers while decoding"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "I;16"])
+def test_big_images_reduced_in_strips_match_the_full_size_path(mode: str) -> None:
+    # 1500x1100: reduced by 8 in strips; the same picture converted and fitted at full
+    # size (the old path) must give nearly the same 32x32 pixels (a strip pasted in the
+    # wrong place would differ by tens of levels on average).
+    rng = np.random.default_rng(7)
+    base = Image.fromarray(rng.integers(0, 256, (11, 15, 3), dtype=np.uint8)).resize((1500, 1100), Image.Resampling.BICUBIC)
+    if mode == "RGBA":
+        alpha = Image.fromarray(np.tile(np.linspace(0, 255, 1500, dtype=np.uint8), (1100, 1)))
+        img = base.copy()
+        img.putalpha(alpha)
+    elif mode == "P":
+        img = base.quantize(64)
+    elif mode == "I;16":
+        img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+    else:
+        img = base.convert(mode)
+    data = encode(img, "PNG")
+    reference = images._fit(images._to_rgb(Image.open(io.BytesIO(data)), 65535.0 if mode == "I;16" else 255.0))
+    out = decode_image(data, LIMIT)
+    assert np.abs(out.astype(int) - reference.astype(int)).max() <= 32
+    assert np.abs(out.astype(int) - reference.astype(int)).mean() < 3

@@ -24,16 +24,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn_server(log: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Yield (base URL, process); terminate it afterwards, leaving nothing running."""
+def uvicorn_server(log: Path, *, cli: bool = False, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Yield (base URL, process); terminate it afterwards, leaving nothing running.
+    `cli`: run `python -m app` (the container's command, with the HTTP limits of
+    app/http.py) instead of plain `uvicorn --factory`."""
     port = free_port()
     environment = {**os.environ, "CIFAR10_MODEL_DIR": str(SHIPPED), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    command = ([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)] if cli else
+               [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
+                "--timeout-graceful-shutdown", "30"])
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
-             "--timeout-graceful-shutdown", "30"],
-            cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300

@@ -1,0 +1,198 @@
+"""Event-loop stalls, memory and overload behaviour, measured against a real server
+started from a checkout (this one, or `--repo` for an A/B against another commit).
+
+    python scripts/bench_hostile.py [--repo PATH] [--duration 8]
+
+1. Stall: one keep-alive client polls /healthz every 5 ms while one heavy request
+   runs; the table gives the slowest probe (how long the event loop was blocked,
+   plus one probe's cost) and the server's peak RSS growth (VmHWM) for the request.
+2. Overload: wrk at concurrency 512 on single-image /predict for --duration seconds,
+   while a /healthz on a new connection is timed every 0.5 s; statuses from /metrics.
+3. Throughput: wrk at concurrency 64, as in scripts/bench_serving.py.
+
+Loopback only; wrk (apt-get install wrk) drives the load. The server runs as
+`python -m app` (the container's command). Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(repo: Path, model_dir: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *extra], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("server not ready")
+
+
+def rss_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def heavy_requests(jpegs: list[bytes]) -> dict[str, tuple[str, dict[str, object]]]:
+    gradient = np.asarray(Image.linear_gradient("L").resize((4000, 4000)).convert("RGB"))
+    big_png = png(gradient)  # 4000x4000, within the pixel limit: compresses to a few KB, 48 MB as RGB
+    sixteen = png(np.asarray(Image.linear_gradient("L").resize((4000, 4000)), dtype=np.uint16) * 257)
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).tolist()
+    return {
+        "16 PNGs 4000x4000 (/predict)": ("/predict", {"files": [("files", (f"{i}.png", big_png, "image/png")) for i in range(16)]}),
+        "16-bit PNG 4000x4000 (/predict)": ("/predict", {"files": {"file": ("a.png", sixteen, "image/png")}}),
+        "64 CIFAR JPEGs (/predict)": ("/predict", {"files": [("files", (f"{i}.jpg", d, "image/jpeg")) for i, d in enumerate(jpegs[:64])]}),
+        "64 pixel-list instances (TF Serving JSON)": ("/v1/models/cifar10:predict", {"json": {"instances": [pixels] * 64}}),
+        "feature maps, JSON, one image": ("/feature-maps", {"files": {"file": ("a.jpg", jpegs[0], "image/jpeg")}}),
+    }
+
+
+def stall(url: str, pid: int, path: str, kwargs: dict[str, object]) -> tuple[int, float, int, float]:
+    done = threading.Event()
+    probes: list[float] = []
+
+    def probe() -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            while not done.is_set():
+                t = time.perf_counter()
+                client.get("/healthz")
+                probes.append(time.perf_counter() - t)
+                time.sleep(0.005)
+
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    before = rss_mb(pid, "VmRSS")
+    thread = threading.Thread(target=probe)
+    thread.start()
+    time.sleep(0.2)
+    try:
+        r = httpx.post(f"{url}{path}", timeout=120, **kwargs)  # type: ignore[arg-type]
+    finally:
+        done.set()
+        thread.join()
+    return r.status_code, max(probes) * 1000, len(probes), rss_mb(pid, "VmHWM") - before
+
+
+def wrk(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
+    env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+
+
+def statuses(url: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith('cifar10_requests_total{') and 'method="POST"' in line:
+            status = line.split('status="')[1].split('"')[0]
+            counts[status] = counts.get(status, 0.0) + float(line.split()[-1])
+    return counts
+
+
+def overload(url: str, pid: int, bodies: list[Path], script: Path, duration: float) -> dict[str, object]:
+    done = threading.Event()
+    healthz: list[float] = []
+
+    def probe() -> None:
+        time.sleep(1.0)
+        while not done.is_set():
+            # curl: a new connection each time, timed by a C client (a Python probe
+            # sharing the 2 CPUs measured its own scheduling as much as the server).
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "30", "-w", "%{http_code} %{time_total}", f"{url}/healthz"],
+                                 capture_output=True, text=True).stdout.split()
+            healthz.append(float(out[1]) if out and out[0] == "200" else float("inf"))
+            time.sleep(0.5)
+
+    before = statuses(url)
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        result = wrk(url, bodies, script, 512, duration)
+    finally:
+        done.set()
+        thread.join()
+    after = statuses(url)
+    delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in sorted(after) if after.get(k, 0) - before.get(k, 0)}
+    return {"wrk": result, "statuses": delta, "healthz_ms": sorted(h * 1000 for h in healthz), "peak_rss_mb": rss_mb(pid, "VmHWM")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose app/ to serve (A/B)")
+    parser.add_argument("--model-dir", default=str(ROOT / "saved_models" / "cifar10"))
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--server-args", default="", help="extra arguments for python -m app, e.g. '--loop uvloop'")
+    parser.add_argument("--skip", default="", help="comma-separated: stall,overload,throughput")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True).stdout.strip()
+    jpegs = sample_images()
+    proc, url = start(args.repo, args.model_dir, args.server_args.split())
+    print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
+          f"server: {args.repo} at {commit or '?'}, python -m app {args.server_args}\n")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+            script = Path(scratch) / "predict.lua"
+            script.write_text(WRK_SCRIPT)
+            bodies = multipart_bodies(jpegs, Path(scratch))
+            wrk(url, bodies, script, 8, 2.0)  # warm up
+            if "stall" not in skip:
+                print("| heavy request | status | slowest /healthz probe ms | probes | peak RSS growth MB |")
+                print("|---|---:|---:|---:|---:|")
+                for name, (path, kwargs) in heavy_requests(jpegs).items():
+                    status, worst, n, grown = stall(url, proc.pid, path, kwargs)
+                    print(f"| {name} | {status} | {worst:.0f} | {n} | {grown:.0f} |", flush=True)
+            if "overload" not in skip:
+                o = overload(url, proc.pid, bodies, script, args.duration)
+                h, w = o["healthz_ms"], o["wrk"]
+                assert isinstance(h, list) and isinstance(w, dict)
+                print(f"\noverload, c=512, {args.duration:g} s: statuses {o['statuses']}, wrk p50 {w['p50']:.0f} ms, p99 {w['p99']:.0f} ms, "
+                      f"non-2xx or socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
+                      f"max {max(h):.0f} ms; peak RSS {o['peak_rss_mb']:.0f} MB")
+            if "throughput" not in skip:
+                t = wrk(url, bodies, script, 64, args.duration)
+                print(f"\nthroughput, c=64, {args.duration:g} s: {(t['requests'] - t['errors']) / t['seconds']:.1f} req/s, "
+                      f"p50 {t['p50']:.0f} ms, p99 {t['p99']:.0f} ms, errors {t['errors']}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
