@@ -1,0 +1,77 @@
+"""Fixtures for the Kubernetes manifests: each overlay rendered by deploy/kubernetes/render.py
+(no kustomize, no cluster), and the Dockerfile's instructions."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "deploy" / "kubernetes"
+OVERLAYS = sorted(p.name for p in (KUBE / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+
+
+def _load_renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("k8s_render", KUBE / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+renderer = _load_renderer()
+
+
+def find(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (api,) = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return api
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: renderer.render(KUBE / "overlays" / name) for name in OVERLAYS}
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the final stage, continuation lines joined, comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    out: list[tuple[str, str]] = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            if word.upper() == "FROM":
+                out = []  # a new stage: only the last one runs
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def dockerfile() -> dict[str, Any]:
+    """The runtime stage's user, exposed ports, environment, COPY targets and health-check start period."""
+    steps = dockerfile_instructions((ROOT / "Dockerfile").read_text())
+    env: dict[str, str] = {}
+    for word, rest in steps:
+        if word == "ENV":
+            env.update(re.findall(r"(\w+)=(\S+)", rest))
+    (user,) = [rest for word, rest in steps if word == "USER"]
+    uid, _, gid = user.partition(":")
+    start = re.search(r"--start-period=(\d+)s", next(rest for word, rest in steps if word == "HEALTHCHECK"))
+    assert start is not None
+    return {
+        "uid": int(uid), "gid": int(gid or uid),
+        "expose": [int(rest.split("/")[0]) for word, rest in steps if word == "EXPOSE"],
+        "env": env,
+        "copies": [rest.split()[-1] for word, rest in steps if word == "COPY"],
+        "start_period_s": int(start.group(1)),
+    }
