@@ -19,6 +19,7 @@ from multiprocessing import get_context
 import numpy as np
 
 BOUNDARY = "cifar10benchboundary"
+GRACE_S = 30.0  # how long after its window a connection may still wait for its last answer
 
 
 def jpeg_images(count: int, seed: int = 0) -> list[bytes]:
@@ -90,7 +91,14 @@ async def _run(job: _Job) -> tuple[list[float], dict[int, int]]:
     measure_from, stop_at = now + job.warmup_s, now + job.warmup_s + job.duration_s
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    await asyncio.gather(*(_connection(job, measure_from, stop_at, latencies, statuses) for _ in range(job.connections)))
+    tasks = [asyncio.ensure_future(_connection(job, measure_from, stop_at, latencies, statuses)) for _ in range(job.connections)]
+    # A connection the server never answers (never accepted, or a request left hanging)
+    # must not hold the benchmark forever: it counts as an error (-2) and is dropped.
+    _, pending = await asyncio.wait(tasks, timeout=job.warmup_s + job.duration_s + GRACE_S)
+    for task in pending:
+        task.cancel()
+        statuses[-2] = statuses.get(-2, 0) + 1
+    await asyncio.gather(*pending, return_exceptions=True)
     return latencies, statuses
 
 
@@ -106,7 +114,8 @@ def _process(job: _Job) -> tuple[list[float], dict[int, int]]:
 def run_load(host: str, port: int, request: bytes, concurrency: int, duration_s: float,
              warmup_s: float = 1.0, processes: int = 1) -> dict[str, float | int | dict[int, int]]:
     """Drive `concurrency` connections for warm-up + duration; return the measured window's
-    requests/s, p50/p99 ms and status counts (-1: connection errors)."""
+    requests/s, p50/p99 ms and status counts (-1: connection errors, -2: no answer
+    within GRACE_S after the window)."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     start_at = time.time() + 0.5
