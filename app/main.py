@@ -27,6 +27,7 @@ from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, Observabili
 from app.model_host import start_model
 from app.remote import EngineClient, RemoteBatcher, split_features, split_probabilities
 from app.routes import feature_maps, health, predict, tfserving
+from app.routes.api_docs import add_api_docs
 from app.settings import Settings
 from app.state import Service
 
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Class probabilities and feature maps for CIFAR-10 images, with server-side dynamic batching.",
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from local assets (app/routes/api_docs.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = Service(metrics=Metrics())
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tfserving.router, dependencies=auth)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=auth)
+    add_api_docs(app)
     # The page needs no key to load: it asks for one and sends it with each API call.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

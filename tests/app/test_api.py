@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -269,6 +270,21 @@ async def test_openapi_documents_the_endpoints(client) -> None:
     for path in ("/predict", "/feature-maps", "/v1/models/{model_name}:predict", "/healthz", "/readyz"):
         assert path in paths
     assert "multipart/form-data" in paths["/predict"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_api_docs_load_only_local_assets(client, page: str) -> None:
+    # Swagger UI and ReDoc must work on an air-gapped host: no CDN, no Google Fonts.
+    r = await client.get(page)
+    assert r.status_code == 200
+    assert "://" not in r.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert assets
+    for url in assets:
+        assert url.startswith("/docs-assets/"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
 
 
 async def test_openapi_matches_behaviour(client) -> None:
