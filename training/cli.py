@@ -1,7 +1,9 @@
 """Command line: `train`, `export`, `archive` and `evaluate`.
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
-the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says.
+the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says. The
+user's mistakes (a wrong preset, an existing output, a missing run or model) are
+checked before that import, and reported in one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -11,17 +13,40 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from model.contract import ModelDirError, latest_version_dir
+from training.config import PRESET_SUMMARIES, PRESETS
+from training.run_folder import RunFolderError, check_finished, prepare
 
 DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
 
 
+class UsageError(Exception):
+    """A user's mistake: reported as one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors without the usage block: one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _presets_epilog() -> str:
+    width = max(map(len, PRESETS))
+    lines = [f"  {name:<{width}}  {PRESET_SUMMARIES[name]}" for name in PRESETS]
+    return "presets (--preset NAME; flags override their fields):\n" + "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = _Parser(prog="python -m training", description=__doc__, epilog=_presets_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model into a run folder")
-    t.add_argument("--preset", help="start from a named configuration (see training.config.PRESETS)")
+    t = sub.add_parser("train", help="train a model into a run folder", epilog=_presets_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help="start from a named configuration (listed below)")
     t.add_argument("--arch", choices=["seed", "fast", "airbench"])
     t.add_argument("--data", help=f"CIFAR-10 source: folder, .tar.gz, .zip or 'keras' (default {DEFAULT_DATA})")
     t.add_argument("--epochs", type=float, help="passes over the training split (fractions: airbench only)")
@@ -46,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders")
     t.add_argument("--no-warmup", action="store_true", help="airbench only: skip the warm-up run on random labels")
     t.add_argument("--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps")
-    t.add_argument("--out", required=True, type=Path, help="run folder to write")
+    t.add_argument("--out", required=True, type=Path, help="run folder to write (must be new or empty)")
+    t.add_argument("--force", action="store_true", help="replace the run folder --out if it holds a run")
 
     e = sub.add_parser("export", help="export a run's weights as a SavedModel (TensorFlow backend)")
     e.add_argument("run", type=Path, help="run folder written by `train`")
@@ -66,17 +92,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _is_airbench(args: argparse.Namespace) -> bool:
-    from training.config import PRESETS
-
     preset = PRESETS.get(args.preset) if args.preset else None
     return (args.arch or (preset.arch if preset else None)) == "airbench"
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from training.config import PRESETS, TrainConfig
+    from training.config import TrainConfig
 
-    if args.preset and args.preset not in PRESETS:
-        raise SystemExit(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = PRESETS[args.preset].replace(preset=args.preset) if args.preset else TrainConfig(data=DEFAULT_DATA)
     overrides: dict[str, Any] = {
         "arch": args.arch, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
@@ -96,9 +118,11 @@ def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
         first, _, last = part.strip().partition("-")
+        if not (first.isdigit() and (last.isdigit() or not last)):
+            raise UsageError(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
         seeds += range(int(first), int(last or first) + 1)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
+        raise UsageError(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
     return seeds
 
 
@@ -112,47 +136,74 @@ def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
     return summary["statistics"]
 
 
+def _check(args: argparse.Namespace) -> None:
+    """The checks that need no framework: run before TensorFlow or JAX loads."""
+    if args.command == "train":
+        if args.seeds:
+            parse_seeds(args.seeds)
+        if not _is_airbench(args) and (args.seeds or args.no_warmup):
+            raise UsageError("--seeds and --no-warmup apply to the airbench recipe only")
+        if _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") != "jax":
+            raise UsageError(f"the airbench recipe trains on JAX; KERAS_BACKEND is {os.environ['KERAS_BACKEND']!r}")
+        prepare(args.out, force=args.force)
+    elif args.command == "export":
+        if args.out.exists():
+            raise UsageError(f"{args.out} already exists; exports are immutable, choose a new version folder")
+        check_finished(args.run)
+    elif args.command == "evaluate":
+        latest_version_dir(args.saved_model)
+    elif args.command == "archive":
+        for version in args.versions:
+            if not (version / "saved_model.pb").is_file():
+                raise UsageError(f"{version} is not a SavedModel version folder (no saved_model.pb)")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "train" and _is_airbench(args):
+        # Its trainer is written for JAX; Keras reads the backend once, at import.
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        _train_airbench(args)
+    elif args.command == "train":
+        from training.train import train
+
+        metrics = train(_train_config(args), args.out, max_steps=args.max_steps)
+        summary = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_tta", "train_seconds") if k in metrics}
+        print(json.dumps(summary))
+    elif args.command == "export":
+        from training.export import ExportError, export_run
+
+        try:
+            export_run(args.run, args.out)
+        except ExportError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"wrote {args.out}")
+    elif args.command == "archive":
+        from training.archive import ArchiveError, add_archive
+
+        for version in args.versions:
+            try:
+                card = add_archive(version)
+            except ArchiveError as exc:
+                raise UsageError(str(exc)) from exc
+            print(f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})")
+    else:
+        from training.evaluate import evaluate, format_report
+
+        report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("export", "archive", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
-    airbench = args.command == "train" and _is_airbench(args)
-    if airbench:
-        # Its trainer is written for JAX; Keras reads the backend once, at import.
-        backend = os.environ.setdefault("KERAS_BACKEND", "jax")
-        if backend != "jax":
-            raise SystemExit(f"the airbench recipe trains on JAX; KERAS_BACKEND is {backend!r}")
-    elif args.command == "train" and (args.seeds or args.no_warmup):
-        raise SystemExit("--seeds and --no-warmup apply to the airbench recipe only")
     from training.data import DataError
 
     try:
-        if airbench:
-            _train_airbench(args)
-        elif args.command == "train":
-            from training.train import train
-
-            metrics = train(_train_config(args), args.out, max_steps=args.max_steps)
-            summary = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_tta", "train_seconds") if k in metrics}
-            print(json.dumps(summary))
-        elif args.command == "export":
-            from training.export import export_run
-
-            export_run(args.run, args.out)
-            print(f"wrote {args.out}")
-        elif args.command == "archive":
-            from training.archive import add_archive
-
-            for version in args.versions:
-                card = add_archive(version)
-                print(f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})")
-        else:
-            from training.evaluate import evaluate, format_report
-
-            report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
-            print(json.dumps(report, indent=2) if args.json else format_report(report))
-    except DataError as exc:
+        _check(args)
+        _run(args)
+    except (UsageError, RunFolderError, ModelDirError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

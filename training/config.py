@@ -109,3 +109,14 @@ PRESETS: dict[str, TrainConfig] = {
         flip=False,
     ),
 }
+
+# One line each for `python -m training train --help`.
+PRESET_SUMMARIES: dict[str, str] = {
+    "airbench94": "airbench94 as published (its target: 94%), on JAX with a GPU",
+    "airbench95": "airbench95's changes to it (its target: 95%): wider blocks, 15 epochs, on a GPU",
+    "airbench-cpu": "airbench94's recipe at airbench93's widths in float32, for a CPU",
+    "cpu88": "the fast residual network, 88% in about 40 minutes on a 2-core CPU",
+    "gpu": "the fast network, wider and in bfloat16, for a GPU",
+    "seed": "the tutorial's network with a modern schedule and augmentation (saved_models/cifar10-seed)",
+    "tutorial": "the tutorial's network and recipe: Adam 1e-4, batch 64, 100 epochs, no augmentation",
+}

@@ -22,10 +22,17 @@ from training.config import TrainConfig
 from training.data import Dataset, load_dataset, stratified_split
 from training.lookahead import Lookahead
 from training.metrics import classification_report
+from training.run_folder import (
+    CONFIG_FILE,
+    CONFUSION_FILE,
+    CURVES_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PARITY_FILE,
+    WEIGHTS_FILE,
+)
 from training.schedule import WarmupLinearDecay
 
-WEIGHTS_FILE = "model.weights.h5"
-PARITY_FILE = "parity.npz"  # a fixed batch and the trained model's probabilities on it
 PARITY_BATCH = 64
 WHITENING_IMAGES = 5000  # training images whose 2x2 patches fix the whitening stem (as airbench)
 
@@ -117,7 +124,7 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
     train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.split_seed)
     x_train, y_train = data.images[train_idx], data.labels[train_idx]
     x_val, y_val = data.images[val_idx], data.labels[val_idx]
-    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
 
     options = cfg.model_options()
     if cfg.arch == "fast":
@@ -164,7 +171,7 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
         }
         history.append(row)
         print(f"  val_accuracy {val_acc:.4f}  ({epoch_seconds:.0f} s)", flush=True)
-        write_history(out / "history.csv", history)
+        write_history(out / HISTORY_FILE, history)
 
     model.save_weights(out / WEIGHTS_FILE)
     metrics: dict[str, Any] = {
@@ -188,15 +195,19 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
         float32.set_weights(model.get_weights())
         model = float32
     if len(x_val):
+        print(f"validating on {len(x_val)} held-out images, with and without mirror TTA", flush=True)
         metrics.update(validation_metrics(model, x_val, y_val))
+    print(f"recording the parity batch ({PARITY_FILE}) that export will check", flush=True)
     write_parity(model, x_val[:PARITY_BATCH] if len(x_val) else x_train[:PARITY_BATCH], out / PARITY_FILE)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     try:
         from training.plots import plot_confusion, plot_history
 
-        plot_history(history, out / "curves.png")
+        print(f"plotting {CURVES_FILE} and {CONFUSION_FILE}", flush=True)
+
+        plot_history(history, out / CURVES_FILE)
         if "confusion_matrix" in metrics:
-            plot_confusion(np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, out / "confusion.png")
+            plot_confusion(np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, out / CONFUSION_FILE)
     except ImportError:  # matplotlib is part of the training extra; plots are optional
         print("matplotlib missing: skipped the plots", file=sys.stderr)
     return metrics
