@@ -85,7 +85,8 @@ class Classifier:
     """A loaded model version with its card; `predict` and `feature_maps` take a list of
     uint8 [32, 32, 3] images and return one result per image."""
 
-    def __init__(self, model_dir: Path, max_batch_size: int, runtime: RuntimeName = "tensorflow") -> None:
+    def __init__(self, model_dir: Path, max_batch_size: int, runtime: RuntimeName = "tensorflow", name: str | None = None) -> None:
+        """`name`: the served name; default the model folder's (model.contract.served_name)."""
         try:
             self.path = contract.latest_version_dir(model_dir)
         except contract.ModelDirError as exc:
@@ -97,7 +98,7 @@ class Classifier:
         layers = [LayerInfo(name, shape) for name, shape in self._runtime.layer_shapes.items()]
         layers.sort(key=lambda layer: order.index(layer.name) if layer.name in order else len(order))
         version = self.path.name if self.path.name.isdigit() else "0"
-        self.info = ModelInfo(str(card.get("name", self.path.parent.name)), version, self._read_labels(), layers, card)
+        self.info = ModelInfo(name or contract.served_name(model_dir), version, self._read_labels(), layers, card)
         self.name, self.version = self.info.name, self.info.version
         self.buckets = bucket_sizes(max_batch_size)
 

@@ -41,7 +41,9 @@ async def start_model(settings: Settings, metrics: Metrics) -> ModelHost:
     """Load the model, warm it at every batch size, and start its batchers."""
     started = time.monotonic()
     try:
-        classifier = await asyncio.to_thread(Classifier, settings.model_dir, settings.max_batch_size, settings.runtime)
+        classifier = await asyncio.to_thread(
+            Classifier, settings.model_dir, settings.max_batch_size, settings.runtime, settings.model_name
+        )
     except ModelLoadError as exc:
         log.error("cannot start: %s (set CIFAR10_MODEL_DIR to a versioned SavedModel folder)", exc)
         raise

@@ -155,7 +155,8 @@ def _check_parity(saved: Path, parity_file: Path) -> float:
 def _model_card(cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, saved: Path, parity: float) -> dict[str, Any]:
     layer_shapes = {name: list(model.get_layer(name).output.shape[1:]) for name in feature_layers(cfg.arch)}
     return {
-        "name": "cifar10" if cfg.arch in ("fast", "airbench") else f"cifar10-{cfg.arch}",
+        # For the record: the service names a model by the folder it serves, as this does.
+        "name": contract.served_name(saved.parent),
         "architecture": cfg.arch,
         "parameters": int(model.count_params()),
         "classes": list(CLASS_NAMES),
