@@ -1,6 +1,6 @@
 """Turn uploaded image bytes into the model's input: uint8 [32, 32, 3] RGB.
 
-Policy, in order (README, "Image policy"):
+Policy, in order (docs/api.md, "Image policy"):
 1. Refuse anything PIL cannot identify (415), whose declared size exceeds the pixel
    limit (413, checked before decoding, so a decompression bomb costs nothing), or
    that fails to decode fully (422, e.g. truncated files).
