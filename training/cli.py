@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from model.contract import ModelDirError, latest_version_dir
-from training.config import PRESET_SUMMARIES, PRESETS
+from training.config import DEFAULT_DATA, PRESET_SUMMARIES, PRESETS
+from training.flags import add_config_flags, config_overrides
 from training.run_folder import RunFolderError, check_finished, prepare
-
-DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
 
 
 class UsageError(Exception):
@@ -47,29 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model into a run folder", epilog=_presets_epilog(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help="start from a named configuration (listed below)")
-    t.add_argument("--arch", choices=["seed", "fast", "airbench"])
-    t.add_argument("--data", help=f"CIFAR-10 source: folder, .tar.gz, .zip or 'keras' (default {DEFAULT_DATA})")
-    t.add_argument("--epochs", type=float, help="passes over the training split (fractions: airbench only)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--optimizer", choices=["sgd", "adam"])
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--widths", help="fast only: comma-separated block widths, e.g. 64,256,256")
-    t.add_argument("--stem", choices=["conv", "whiten"], help="fast only: trained 3x3 conv or frozen 2x2 whitening")
-    t.add_argument("--data-format", choices=["auto", "channels_last", "channels_first"],
-                   help="fast only: tensor layout while training (auto: channels_first under PyTorch)")
-    t.add_argument("--bias-lr-scale", type=float, help="fast only: batch-norm bias learning rate / base (1: plain batch norm)")
-    t.add_argument("--dirac", action=argparse.BooleanOptionalAction, help="fast only: start block convs as identities")
-    t.add_argument("--lookahead", action=argparse.BooleanOptionalAction, help="average the weights every 5 steps")
-    t.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, help="bfloat16 compute (GPUs)")
-    t.add_argument("--float32-stem", action=argparse.BooleanOptionalAction,
-                   help="airbench only: standardise and whiten in float32 under mixed precision")
-    t.add_argument("--val-size", type=int)
-    t.add_argument("--seed", type=int, help="seeds the initial weights and the augmentation")
-    t.add_argument("--split-seed", type=int, help="seeds the validation split alone (default 0)")
+    add_config_flags(t)
     t.add_argument("--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders")
-    t.add_argument("--no-warmup", action="store_true", help="airbench only: skip the warm-up run on random labels")
+    # Not --no-warmup: --warmup is the learning rate's warm-up fraction (a TrainConfig field).
+    t.add_argument("--no-warmup-run", action="store_true",
+                   help="airbench only: skip the untimed run on random labels that compiles everything first")
     t.add_argument("--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps")
     t.add_argument("--out", required=True, type=Path, help="run folder to write (must be new or empty)")
     t.add_argument("--force", action="store_true", help="replace the run folder --out if it holds a run")
@@ -99,18 +80,8 @@ def _is_airbench(args: argparse.Namespace) -> bool:
 def _train_config(args: argparse.Namespace) -> Any:
     from training.config import TrainConfig
 
-    cfg = PRESETS[args.preset].replace(preset=args.preset) if args.preset else TrainConfig(data=DEFAULT_DATA)
-    overrides: dict[str, Any] = {
-        "arch": args.arch, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
-        "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
-        "stem": args.stem, "data_format": args.data_format, "bias_lr_scale": args.bias_lr_scale,
-        "dirac": args.dirac, "lookahead": args.lookahead, "split_seed": args.split_seed,
-        "mixed_precision": args.mixed_precision, "float32_stem": args.float32_stem,
-    }
-    if args.widths:
-        overrides["widths"] = tuple(int(w) for w in args.widths.split(","))
-    return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+    cfg = PRESETS[args.preset].replace(preset=args.preset) if args.preset else TrainConfig()
+    return cfg.replace(**config_overrides(args))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -131,7 +102,7 @@ def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = _train_config(args)
     seeds = parse_seeds(args.seeds) if args.seeds else [cfg.seed]
-    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, warmup=not args.no_warmup)
+    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, warmup=not args.no_warmup_run)
     print(format_summary(summary))
     return summary["statistics"]
 
@@ -141,8 +112,8 @@ def _check(args: argparse.Namespace) -> None:
     if args.command == "train":
         if args.seeds:
             parse_seeds(args.seeds)
-        if not _is_airbench(args) and (args.seeds or args.no_warmup):
-            raise UsageError("--seeds and --no-warmup apply to the airbench recipe only")
+        if not _is_airbench(args) and (args.seeds or args.no_warmup_run):
+            raise UsageError("--seeds and --no-warmup-run apply to the airbench recipe only")
         if _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") != "jax":
             raise UsageError(f"the airbench recipe trains on JAX; KERAS_BACKEND is {os.environ['KERAS_BACKEND']!r}")
         prepare(args.out, force=args.force)

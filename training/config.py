@@ -7,6 +7,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# The training images beside a checkout (the tests and `evaluate` read them too).
+DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,7 +40,7 @@ class TrainConfig:
     tta_level: int = 1  # serving_tta: 1 = mirror, 2 = mirror and two one-pixel shifts (airbench; airbench arch only)
     mixed_precision: bool = False  # bfloat16 compute for GPUs; exports are float32 regardless
     float32_stem: bool = True  # airbench only: standardise and whiten in float32 under mixed precision
-    data: str = "../shared/data/cifar10-train-jpeg.tar.gz"  # see training.data for the forms
+    data: str = DEFAULT_DATA  # CIFAR-10 source: a folder, .tar.gz, .zip or 'keras' (see training.data)
     preset: str | None = None  # the preset this config started from, for the record
     notes: dict[str, Any] = field(default_factory=dict)  # free-form, copied to the model card
 

@@ -3,6 +3,7 @@ traceback, and before TensorFlow loads (these tests run where importing it fails
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.no_tensorflow import env_without_tensorflow
-from training.config import PRESET_SUMMARIES, PRESETS
+from training.config import PRESET_SUMMARIES, PRESETS, TrainConfig
 from training.run_folder import FINISHED, RunFolderError, prepare
 
 
@@ -112,3 +113,46 @@ def test_seed_list_mistakes(tmp_path: Path) -> None:
     assert_one_line_error(done, "--seeds")
     done = cli(tmp_path, "train", "--preset", "cpu88", "--seeds", "0-3", "--out", str(tmp_path / "run"))
     assert_one_line_error(done, "airbench recipe only")
+
+
+def test_every_config_field_is_a_flag_with_its_comment_as_help(tmp_path: Path) -> None:
+    from training.flags import NOT_FLAGS, field_comments
+
+    help_text = " ".join(cli(tmp_path, "train", "--help").stdout.split())
+    comments = field_comments()
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in NOT_FLAGS:
+            continue
+        assert f"--{field.name.replace('_', '-')}" in help_text, field.name
+        assert comments[field.name] and " ".join(comments[field.name].split()) in help_text, field.name
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("preset", "notes")])
+def test_every_config_field_reaches_the_config(field: str) -> None:
+    from training.cli import _parser, _train_config
+
+    default = getattr(TrainConfig(), field)
+    value: object
+    if isinstance(default, bool):
+        value, flag = not default, [f"--{'' if not default else 'no-'}{field.replace('_', '-')}"]
+    elif isinstance(default, tuple):
+        value = (16, 32, 48)
+        flag = [f"--{field.replace('_', '-')}", "16,32,48"]
+    elif field in ("arch", "optimizer", "stem", "data_format"):
+        value = {"arch": "seed", "optimizer": "adam", "stem": "whiten", "data_format": "channels_first"}[field]
+        flag = [f"--{field.replace('_', '-')}", str(value)]
+    elif isinstance(default, str):
+        value, flag = "elsewhere.tar.gz", [f"--{field.replace('_', '-')}", "elsewhere.tar.gz"]
+    else:
+        value = 7
+        flag = [f"--{field.replace('_', '-')}", "7"]
+    cfg = _train_config(_parser().parse_args(["train", *flag, "--out", "x"]))
+    assert getattr(cfg, field) == value
+    assert cfg.replace(**{field: default}) == TrainConfig()  # nothing else moved
+
+
+def test_warmup_names_the_learning_rate_ramp_and_the_airbench_run_is_separate() -> None:
+    from training.cli import _parser
+
+    args = _parser().parse_args(["train", "--warmup", "0.1", "--no-warmup-run", "--out", "x"])
+    assert args.warmup == 0.1 and args.no_warmup_run is True
