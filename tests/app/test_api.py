@@ -1,5 +1,6 @@
-"""API tests through httpx on `create_app(test_settings)`, with a tiny SavedModel that
-the tests exported themselves."""
+"""API tests through httpx on `create_app(test_settings)`, with the fake runtime of
+tests/app/fake_model.py: the service's code as in production, no TensorFlow. The
+real SavedModel is served in tests/app/test_model_name.py, test_front.py and e2e/."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from app.schemas import FeatureMapsResponse, PredictResponse, TFServingResponse
 from tests.app.conftest import make_settings, serving
+from tests.app.fake_model import fake_loader
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.anyio
@@ -23,8 +25,9 @@ PIXELS = [RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
 
 
 @pytest.fixture(scope="module")
-async def client(tiny_model):
-    async with serving(make_settings(tiny_model, max_upload_bytes=256 * 1024, max_images_per_request=4)) as c:
+async def client(fake_model):
+    settings = make_settings(fake_model, max_upload_bytes=256 * 1024, max_images_per_request=4)
+    async with serving(settings, fake_loader) as c:
         yield c
 
 
