@@ -98,7 +98,8 @@ def _plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if colorspace not in ("YCbCr", "Gray") or width * height > max_pixels or min(width, height) > 4 * SIZE:
             return None
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+        pixels: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+        return pixels
     except ValueError:
         return None
 
