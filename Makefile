@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test test-reliability test-docker lint bench clean
+.PHONY: install system-packages serve test test-reliability test-docker lint bench clean
+# The browser test drives Debian's Chromium through chromedriver.
+BROWSER_PACKAGES := chromium:chromium chromedriver:chromium-driver
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -17,10 +19,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Installed with apt-get when missing and running as root; otherwise named, and make stops.
+system-packages:
+	@scripts/system-packages.sh $(BROWSER_PACKAGES)
+
 serve: install
 	$(PY) -m app --host $(HOST) --port $(PORT)
 
-test: install
+test: install system-packages
 	$(PY) -m pytest
 
 # Hostile, fuzzed and overload traffic against a real server (tests/reliability, ~3 min).

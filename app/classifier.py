@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes import ModelLoadError, RuntimeName, load_runtime
+from app.runtimes import ModelLoadError, RuntimeLoader, RuntimeName, load_runtime
 from model import contract
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 
@@ -85,7 +85,10 @@ class Classifier:
     """A loaded model version with its card; `predict` and `feature_maps` take a list of
     uint8 [32, 32, 3] images and return one result per image."""
 
-    def __init__(self, model_dir: Path, max_batch_size: int, runtime: RuntimeName = "tensorflow") -> None:
+    def __init__(self, model_dir: Path, max_batch_size: int, runtime: RuntimeName = "tensorflow", name: str | None = None,
+                 loader: RuntimeLoader = load_runtime) -> None:
+        """`name`: the served name; default the model folder's (model.contract.served_name).
+        `loader`: loads the runtime; tests pass a fake one."""
         try:
             self.path = contract.latest_version_dir(model_dir)
         except contract.ModelDirError as exc:
@@ -93,11 +96,11 @@ class Classifier:
         card = self._read_card()
         order = list(card.get("feature_layers", {}))
         self.runtime_name = runtime
-        self._runtime = load_runtime(runtime, self.path, order)
+        self._runtime = loader(runtime, self.path, order)
         layers = [LayerInfo(name, shape) for name, shape in self._runtime.layer_shapes.items()]
         layers.sort(key=lambda layer: order.index(layer.name) if layer.name in order else len(order))
         version = self.path.name if self.path.name.isdigit() else "0"
-        self.info = ModelInfo(str(card.get("name", self.path.parent.name)), version, self._read_labels(), layers, card)
+        self.info = ModelInfo(name or contract.served_name(model_dir), version, self._read_labels(), layers, card)
         self.name, self.version = self.info.name, self.info.version
         self.buckets = bucket_sizes(max_batch_size)
 

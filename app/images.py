@@ -1,6 +1,6 @@
 """Turn uploaded image bytes into the model's input: uint8 [32, 32, 3] RGB.
 
-Policy, in order (README, "Image policy"):
+Policy, in order (docs/api.md, "Image policy"):
 1. Refuse anything PIL cannot identify (415), whose declared size exceeds the pixel
    limit (413, checked before decoding, so a decompression bomb costs nothing), or
    that fails to decode fully (422, e.g. truncated files).
@@ -98,7 +98,8 @@ def _plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if colorspace not in ("YCbCr", "Gray") or width * height > max_pixels or min(width, height) > 4 * SIZE:
             return None
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+        pixels: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+        return pixels
     except ValueError:
         return None
 

@@ -27,6 +27,8 @@ from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, Observabili
 from app.model_host import start_model
 from app.remote import EngineClient, RemoteBatcher, split_features, split_probabilities
 from app.routes import feature_maps, health, predict, tfserving
+from app.routes.api_docs import add_api_docs
+from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
 from app.state import Service
 
@@ -58,7 +60,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.metrics.track_queue_depth("predict", lambda: client.in_flight)
         stop = client.close
     else:
-        host = await start_model(settings, service.metrics)
+        host = await start_model(settings, service.metrics, app.state.runtime_loader)
         service.model, service.load_seconds = host.classifier.info, host.load_seconds
         service.predict_batcher, service.feature_batcher = host.predict_batcher, host.feature_batcher
         stop = host.stop
@@ -76,8 +78,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("stopped after draining the queues")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. Without `settings`, read them from the environment now."""
+def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader = load_runtime) -> FastAPI:
+    """Build the app. Without `settings`, read them from the environment now.
+    `runtime_loader`: how the model is loaded; tests pass a fake (tests/app/fake_model.py)."""
     settings = settings or Settings()
     _configure_logging(settings.log_level)
     app = FastAPI(
@@ -85,8 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Class probabilities and feature maps for CIFAR-10 images, with server-side dynamic batching.",
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from local assets (app/routes/api_docs.py)
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.runtime_loader = runtime_loader
     app.state.service = Service(metrics=Metrics())
     register_exception_handlers(app)
     # Without keys, no auth dependency at all: each one is solved on every request.
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tfserving.router, dependencies=auth)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=auth)
+    add_api_docs(app)
     # The page needs no key to load: it asks for one and sends it with each API call.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

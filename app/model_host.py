@@ -16,6 +16,7 @@ import numpy as np
 from app.batcher import Batcher
 from app.classifier import Classifier, ModelLoadError
 from app.metrics import Metrics
+from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
 
 log = logging.getLogger("cifar10")
@@ -37,11 +38,14 @@ class ModelHost:
         self.executor.shutdown(wait=True)
 
 
-async def start_model(settings: Settings, metrics: Metrics) -> ModelHost:
-    """Load the model, warm it at every batch size, and start its batchers."""
+async def start_model(settings: Settings, metrics: Metrics, loader: RuntimeLoader = load_runtime) -> ModelHost:
+    """Load the model, warm it at every batch size, and start its batchers. `loader`
+    loads the runtime (tests pass a fake one)."""
     started = time.monotonic()
     try:
-        classifier = await asyncio.to_thread(Classifier, settings.model_dir, settings.max_batch_size, settings.runtime)
+        classifier = await asyncio.to_thread(
+            Classifier, settings.model_dir, settings.max_batch_size, settings.runtime, settings.model_name, loader
+        )
     except ModelLoadError as exc:
         log.error("cannot start: %s (set CIFAR10_MODEL_DIR to a versioned SavedModel folder)", exc)
         raise

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIFAR10_", env_file=".env", frozen=True, extra="ignore")
 
     model_dir: Path = Field(Path("saved_models/cifar10"), description="model folder; its highest numeric version is served")
+    model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the name served at /v1/models/<name>; default the model folder's name (saved_models/cifar10: cifar10)")
     max_batch_size: int = Field(64, ge=1, le=1024, description="images per model call")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more images after its first")
     max_queue: int = Field(1024, ge=1, le=100_000, description="images waiting for a batch before requests get 429")

@@ -28,6 +28,14 @@ class ModelDirError(Exception):
     """A model directory that does not hold a usable versioned SavedModel."""
 
 
+def served_name(model_dir: Path) -> str:
+    """The name a model folder is served under: its own name, as TensorFlow Serving's
+    base path names a model (`saved_models/cifar10` -> `cifar10`, `models/tiny` ->
+    `tiny`). A version folder given directly is named by the folder above it."""
+    path = model_dir.absolute()
+    return path.parent.name if path.name.isdigit() else path.name
+
+
 def latest_version_dir(model_dir: Path) -> Path:
     """Return `model_dir/<N>` for the highest numeric N, as TensorFlow Serving does.
 

@@ -13,7 +13,7 @@ from model.contract import CHANNEL_MEAN, CHANNEL_STD
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
-class LocalResponseNorm(keras.layers.Layer):
+class LocalResponseNorm(keras.layers.Layer):  # type: ignore[misc]  # Keras classes are Any to mypy
     """Cross-channel local response normalisation with `tf.nn.lrn`'s semantics:
 
     out = x / (bias + alpha * sum_{c' in [c-r, c+r]} x[c']^2) ** beta
@@ -57,7 +57,7 @@ class LocalResponseNorm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
-class Standardise(keras.layers.Layer):
+class Standardise(keras.layers.Layer):  # type: ignore[misc]  # Keras classes are Any to mypy
     """Raw uint8 pixels -> per-channel standardised floats, in the layer's compute dtype.
 
     Living inside the model, the constants travel with every export and cannot drift
@@ -72,7 +72,7 @@ class Standardise(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
-class ScaledBias(keras.layers.Layer):
+class ScaledBias(keras.layers.Layer):  # type: ignore[misc]  # Keras classes are Any to mypy
     """A per-channel bias stored divided by `scale`: y = x + scale * offset.
 
     Gradient descent on `offset` moves the bias scale**2 times faster than on a plain
@@ -99,7 +99,7 @@ class ScaledBias(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
-class PartialDirac(keras.initializers.Initializer):
+class PartialDirac(keras.initializers.Initializer):  # type: ignore[misc]  # Keras classes are Any to mypy
     """Conv kernels whose first min(in, out) filters are the identity (a 1 at the centre
     tap from input channel i to output channel i), the rest random.
 

@@ -50,7 +50,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, st
     kh, kw = w.shape[:2]
     xp = zero_pad(x, resolve_padding(x.shape, (kh, kw), stride, padding))
     out = np.einsum("nhwckl,klcf->nhwf", _windows(xp, kh, kw, stride), w, optimize=True)
-    return out + b if b is not None else out
+    result: np.ndarray = out + b if b is not None else out  # NumPy's stubs type this as Any
+    return result
 
 
 def conv2d_backward(dout: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int = 1, padding: Padding = "SAME") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +75,8 @@ def conv2d_backward(dout: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int 
 def max_pool_forward(x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID") -> np.ndarray:
     """Max over each window; padded positions never win (they are -inf)."""
     xp = zero_pad(x, resolve_padding(x.shape, (size, size), stride, padding), value=-np.inf)
-    return _windows(xp, size, size, stride).max(axis=(4, 5))
+    result: np.ndarray = _windows(xp, size, size, stride).max(axis=(4, 5))  # NumPy's stubs type this as Any
+    return result
 
 
 def max_pool_backward(dout: np.ndarray, x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID") -> np.ndarray:
@@ -96,14 +98,16 @@ def max_pool_backward(dout: np.ndarray, x: np.ndarray, size: int = 2, stride: in
 def _valid_counts(x_shape: tuple[int, ...], size: int, stride: int, pad: tuple[int, int, int, int]) -> np.ndarray:
     """How many real (unpadded) pixels each window covers: [1, Ho, Wo, 1]."""
     ones = zero_pad(np.ones((1, x_shape[1], x_shape[2], 1)), pad)
-    return _windows(ones, size, size, stride).sum(axis=(4, 5))
+    result: np.ndarray = _windows(ones, size, size, stride).sum(axis=(4, 5))  # NumPy's stubs type this as Any
+    return result
 
 
 def avg_pool_forward(x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID") -> np.ndarray:
     """Mean over each window's real pixels (TensorFlow's SAME rule: padding not counted)."""
     pad = resolve_padding(x.shape, (size, size), stride, padding)
     sums = _windows(zero_pad(x, pad), size, size, stride).sum(axis=(4, 5))
-    return sums / _valid_counts(x.shape, size, stride, pad)
+    result: np.ndarray = sums / _valid_counts(x.shape, size, stride, pad)  # NumPy's stubs type this as Any
+    return result
 
 
 def avg_pool_backward(dout: np.ndarray, x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID") -> np.ndarray:
@@ -121,7 +125,8 @@ def avg_pool_backward(dout: np.ndarray, x: np.ndarray, size: int = 2, stride: in
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0)
+    result: np.ndarray = np.maximum(x, 0)  # NumPy's stubs type this as Any
+    return result
 
 
 def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -141,4 +146,5 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def sigmoid_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
     s = sigmoid(x)
-    return dout * s * (1.0 - s)
+    result: np.ndarray = dout * s * (1.0 - s)  # NumPy's stubs type this as Any
+    return result

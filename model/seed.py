@@ -1,7 +1,7 @@
 """The tutorial's "seed" network with its bugs fixed.
 
 conv5x5x64 -> max-pool 3x3/2 -> LRN -> conv5x5x64 -> max-pool 2x2 -> LRN -> fc256 -> fc10.
-Fixes relative to the tutorial's code (see README, "The seed model"):
+Fixes relative to the tutorial's code (see docs/models.md, "Architectures"):
 - logits are returned raw; the loss applies the softmax once (the tutorial applied
   softmax and then a softmax-cross-entropy, squashing the gradient);
 - ReLU follows the bias add (the tutorial applied ReLU, then added the bias);

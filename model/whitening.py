@@ -41,7 +41,7 @@ def whitening_kernel(images: Any, epsilon: float = EPSILON, centre: bool = True,
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
-class PatchWhitening(keras.layers.Layer):
+class PatchWhitening(keras.layers.Layer):  # type: ignore[misc]  # Keras classes are Any to mypy
     """2x2 valid convolution with a frozen, data-derived kernel and a trained bias."""
 
     def __init__(self, channels_in: int = 3, data_format: str = "channels_last", centre: bool = True, **kwargs: Any) -> None:

@@ -7,7 +7,7 @@ at batch 64 (the ceiling).
     python scripts/bench_serving.py [--duration 10] [--concurrency 1,8,32,64,128]
 
 Loopback only. The load comes from wrk (apt-get install wrk), one C thread, so the
-generator takes little of the CPU it shares with the server. Numbers depend on the machine: the README names the one that produced its table.
+generator takes little of the CPU it shares with the server. Numbers depend on the machine: docs/benchmark.md names the one that produced its table.
 """
 
 from __future__ import annotations

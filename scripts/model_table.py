@@ -20,9 +20,10 @@ def main() -> None:
         card = json.loads(card_path.read_text())
         m, t = card["metrics"], card["training"]
         rel = card_path.parent.relative_to(base.parent) if base.parent in card_path.parents else card_path.parent
-        minutes = t["train_seconds"] / 60
+        seconds = t["train_seconds"]
+        took = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
         print(f"| `{rel}` | {card['architecture']} | {card['parameters']:,} | {m['val_accuracy']:.2%} | "
-              f"{m['val_accuracy_tta']:.2%} | {t['epochs']} | {minutes:.1f} min | {t['device']}, {t['keras_backend']} | {t['preset']} |")
+              f"{m['val_accuracy_tta']:.2%} | {t['epochs']} | {took} | {t['device']}, {t['keras_backend']} | {t['preset']} |")
 
 
 if __name__ == "__main__":

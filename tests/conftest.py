@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.config import DEFAULT_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+SHARED_DATA = (ROOT / DEFAULT_DATA).resolve()
 SHIPPED = ROOT / "saved_models" / "cifar10"
 SHIPPED_SEED = ROOT / "saved_models" / "cifar10-seed"
 

@@ -29,8 +29,9 @@ from training.config import TrainConfig
 from training.data import Dataset, load_dataset, stratified_split
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
 from training.optimizer import ParamGroup, TorchSGD
+from training.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE
 from training.schedule import WarmupWarmdown
-from training.train import PARITY_BATCH, PARITY_FILE, WEIGHTS_FILE, device_name, softmax, write_history
+from training.train import PARITY_BATCH, device_name, softmax, write_history
 
 WHITENING_IMAGES = 5000
 SUMMARY_FILE = "summary.json"
@@ -149,7 +150,7 @@ def train_seeds(
 
     summary = _summary(cfg, rows, warmup_seconds)
     for row in rows:  # every run's card carries the statistics of the seeds it was one of
-        metrics_file = out / f"seed-{row['seed']}" / "metrics.json"
+        metrics_file = out / f"seed-{row['seed']}" / METRICS_FILE
         metrics = json.loads(metrics_file.read_text())
         metrics.update(compile_seconds=summary["compile_seconds"], warmup_run_seconds=summary["warmup_run_seconds"],
                        seed_statistics=summary["statistics"])
@@ -177,20 +178,20 @@ def _write_run(
     data: Dataset, n_train: int, n_val: int, parity: dict[str, Any],
 ) -> None:
     out.mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
     for variable, value in zip(model.trainable_variables + model.non_trainable_variables,
                                result.trainable + result.non_trainable, strict=True):
         variable.assign(np.asarray(value))
     model.save_weights(out / WEIGHTS_FILE)
     np.savez(out / PARITY_FILE, **parity)
-    write_history(out / "history.csv", result.history)
+    write_history(out / HISTORY_FILE, result.history)
     metrics = {
         "arch": cfg.arch, "params": int(model.count_params()), "epochs": cfg.epochs, **row,
         "backend": keras.backend.backend(), "device": device_name(),
         "precision": "bfloat16 compute, float32 batch norm and weights" if cfg.mixed_precision else "float32",
         "data_source": data.source, "data_sha256": data.sha256, "train_images": n_train, "val_images": n_val,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def _stats(values: list[float]) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """Command line: `train`, `export`, `archive` and `evaluate`.
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
-the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says.
+the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says. The
+user's mistakes (a wrong preset, an existing output, a missing run or model) are
+checked before that import, and reported in one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -11,42 +13,47 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
+from model.contract import ModelDirError, latest_version_dir
+from training.config import DEFAULT_DATA, PRESET_SUMMARIES, PRESETS
+from training.flags import add_config_flags, config_overrides
+from training.run_folder import RunFolderError, check_finished, prepare
+
+
+class UsageError(Exception):
+    """A user's mistake: reported as one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors without the usage block: one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _presets_epilog() -> str:
+    width = max(map(len, PRESETS))
+    lines = [f"  {name:<{width}}  {PRESET_SUMMARIES[name]}" for name in PRESETS]
+    return "presets (--preset NAME; flags override their fields):\n" + "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = _Parser(prog="python -m training", description=__doc__, epilog=_presets_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model into a run folder")
-    t.add_argument("--preset", help="start from a named configuration (see training.config.PRESETS)")
-    t.add_argument("--arch", choices=["seed", "fast", "airbench"])
-    t.add_argument("--data", help=f"CIFAR-10 source: folder, .tar.gz, .zip or 'keras' (default {DEFAULT_DATA})")
-    t.add_argument("--epochs", type=float, help="passes over the training split (fractions: airbench only)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--optimizer", choices=["sgd", "adam"])
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--widths", help="fast only: comma-separated block widths, e.g. 64,256,256")
-    t.add_argument("--stem", choices=["conv", "whiten"], help="fast only: trained 3x3 conv or frozen 2x2 whitening")
-    t.add_argument("--data-format", choices=["auto", "channels_last", "channels_first"],
-                   help="fast only: tensor layout while training (auto: channels_first under PyTorch)")
-    t.add_argument("--bias-lr-scale", type=float, help="fast only: batch-norm bias learning rate / base (1: plain batch norm)")
-    t.add_argument("--dirac", action=argparse.BooleanOptionalAction, help="fast only: start block convs as identities")
-    t.add_argument("--lookahead", action=argparse.BooleanOptionalAction, help="average the weights every 5 steps")
-    t.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, help="bfloat16 compute (GPUs)")
-    t.add_argument("--float32-stem", action=argparse.BooleanOptionalAction,
-                   help="airbench only: standardise and whiten in float32 under mixed precision")
-    t.add_argument("--val-size", type=int)
-    t.add_argument("--seed", type=int, help="seeds the initial weights and the augmentation")
-    t.add_argument("--split-seed", type=int, help="seeds the validation split alone (default 0)")
+    t = sub.add_parser("train", help="train a model into a run folder", epilog=_presets_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help="start from a named configuration (listed below)")
+    add_config_flags(t)
     t.add_argument("--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders")
-    t.add_argument("--no-warmup", action="store_true", help="airbench only: skip the warm-up run on random labels")
+    # Not --no-warmup: --warmup is the learning rate's warm-up fraction (a TrainConfig field).
+    t.add_argument("--no-warmup-run", action="store_true",
+                   help="airbench only: skip the untimed run on random labels that compiles everything first")
     t.add_argument("--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps")
-    t.add_argument("--out", required=True, type=Path, help="run folder to write")
+    t.add_argument("--out", required=True, type=Path, help="run folder to write (must be new or empty)")
+    t.add_argument("--force", action="store_true", help="replace the run folder --out if it holds a run")
 
     e = sub.add_parser("export", help="export a run's weights as a SavedModel (TensorFlow backend)")
     e.add_argument("run", type=Path, help="run folder written by `train`")
@@ -66,29 +73,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _is_airbench(args: argparse.Namespace) -> bool:
-    from training.config import PRESETS
-
     preset = PRESETS.get(args.preset) if args.preset else None
     return (args.arch or (preset.arch if preset else None)) == "airbench"
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from training.config import PRESETS, TrainConfig
+    from training.config import TrainConfig
 
-    if args.preset and args.preset not in PRESETS:
-        raise SystemExit(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = PRESETS[args.preset].replace(preset=args.preset) if args.preset else TrainConfig(data=DEFAULT_DATA)
-    overrides: dict[str, Any] = {
-        "arch": args.arch, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
-        "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "val_size": args.val_size, "seed": args.seed,
-        "stem": args.stem, "data_format": args.data_format, "bias_lr_scale": args.bias_lr_scale,
-        "dirac": args.dirac, "lookahead": args.lookahead, "split_seed": args.split_seed,
-        "mixed_precision": args.mixed_precision, "float32_stem": args.float32_stem,
-    }
-    if args.widths:
-        overrides["widths"] = tuple(int(w) for w in args.widths.split(","))
-    return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+    cfg = PRESETS[args.preset].replace(preset=args.preset) if args.preset else TrainConfig()
+    return cfg.replace(**config_overrides(args))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -96,9 +89,11 @@ def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
         first, _, last = part.strip().partition("-")
+        if not (first.isdigit() and (last.isdigit() or not last)):
+            raise UsageError(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
         seeds += range(int(first), int(last or first) + 1)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
+        raise UsageError(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
     return seeds
 
 
@@ -107,9 +102,66 @@ def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = _train_config(args)
     seeds = parse_seeds(args.seeds) if args.seeds else [cfg.seed]
-    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, warmup=not args.no_warmup)
+    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, warmup=not args.no_warmup_run)
     print(format_summary(summary))
     return summary["statistics"]
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The checks that need no framework: run before TensorFlow or JAX loads."""
+    if args.command == "train":
+        if args.seeds:
+            parse_seeds(args.seeds)
+        if not _is_airbench(args) and (args.seeds or args.no_warmup_run):
+            raise UsageError("--seeds and --no-warmup-run apply to the airbench recipe only")
+        if _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") != "jax":
+            raise UsageError(f"the airbench recipe trains on JAX; KERAS_BACKEND is {os.environ['KERAS_BACKEND']!r}")
+        prepare(args.out, force=args.force)
+    elif args.command == "export":
+        if args.out.exists():
+            raise UsageError(f"{args.out} already exists; exports are immutable, choose a new version folder")
+        check_finished(args.run)
+    elif args.command == "evaluate":
+        latest_version_dir(args.saved_model)
+    elif args.command == "archive":
+        for version in args.versions:
+            if not (version / "saved_model.pb").is_file():
+                raise UsageError(f"{version} is not a SavedModel version folder (no saved_model.pb)")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "train" and _is_airbench(args):
+        # Its trainer is written for JAX; Keras reads the backend once, at import.
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        _train_airbench(args)
+    elif args.command == "train":
+        from training.train import train
+
+        metrics = train(_train_config(args), args.out, max_steps=args.max_steps)
+        summary = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_tta", "train_seconds") if k in metrics}
+        print(json.dumps(summary))
+    elif args.command == "export":
+        from training.export import ExportError, export_run
+
+        try:
+            export_run(args.run, args.out)
+        except ExportError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"wrote {args.out}")
+    elif args.command == "archive":
+        from training.archive import ArchiveError, add_archive
+
+        for version in args.versions:
+            try:
+                card = add_archive(version)
+            except ArchiveError as exc:
+                raise UsageError(str(exc)) from exc
+            print(f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})")
+    else:
+        from training.evaluate import evaluate, format_report
+
+        report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,42 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("export", "archive", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
-    airbench = args.command == "train" and _is_airbench(args)
-    if airbench:
-        # Its trainer is written for JAX; Keras reads the backend once, at import.
-        backend = os.environ.setdefault("KERAS_BACKEND", "jax")
-        if backend != "jax":
-            raise SystemExit(f"the airbench recipe trains on JAX; KERAS_BACKEND is {backend!r}")
-    elif args.command == "train" and (args.seeds or args.no_warmup):
-        raise SystemExit("--seeds and --no-warmup apply to the airbench recipe only")
     from training.data import DataError
 
     try:
-        if airbench:
-            _train_airbench(args)
-        elif args.command == "train":
-            from training.train import train
-
-            metrics = train(_train_config(args), args.out, max_steps=args.max_steps)
-            summary = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_tta", "train_seconds") if k in metrics}
-            print(json.dumps(summary))
-        elif args.command == "export":
-            from training.export import export_run
-
-            export_run(args.run, args.out)
-            print(f"wrote {args.out}")
-        elif args.command == "archive":
-            from training.archive import add_archive
-
-            for version in args.versions:
-                card = add_archive(version)
-                print(f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})")
-        else:
-            from training.evaluate import evaluate, format_report
-
-            report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
-            print(json.dumps(report, indent=2) if args.json else format_report(report))
-    except DataError as exc:
+        _check(args)
+        _run(args)
+    except (UsageError, RunFolderError, ModelDirError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

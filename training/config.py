@@ -7,6 +7,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# The training images beside a checkout (the tests and `evaluate` read them too).
+DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,7 +40,7 @@ class TrainConfig:
     tta_level: int = 1  # serving_tta: 1 = mirror, 2 = mirror and two one-pixel shifts (airbench; airbench arch only)
     mixed_precision: bool = False  # bfloat16 compute for GPUs; exports are float32 regardless
     float32_stem: bool = False  # airbench only: standardise and whiten in float32 under mixed precision
-    data: str = "../shared/data/cifar10-train-jpeg.tar.gz"  # see training.data for the forms
+    data: str = DEFAULT_DATA  # CIFAR-10 source: a folder, .tar.gz, .zip or 'keras' (see training.data)
     preset: str | None = None  # the preset this config started from, for the record
     notes: dict[str, Any] = field(default_factory=dict)  # free-form, copied to the model card
 
@@ -108,4 +111,15 @@ PRESETS: dict[str, TrainConfig] = {
         l2=1e-4, warmup=0.0, final_lr_fraction=1.0, label_smoothing=0.0, translate=0,
         flip=False,
     ),
+}
+
+# One line each for `python -m training train --help`.
+PRESET_SUMMARIES: dict[str, str] = {
+    "airbench94": "airbench94 as published (its target: 94%), on JAX with a GPU",
+    "airbench95": "airbench95's changes to it (its target: 95%): wider blocks, 15 epochs, on a GPU",
+    "airbench-cpu": "airbench94's recipe at airbench93's widths in float32, for a CPU",
+    "cpu88": "the fast residual network, 88% in about 40 minutes on a 2-core CPU",
+    "gpu": "the fast network, wider and in bfloat16, for a GPU",
+    "seed": "the tutorial's network with a modern schedule and augmentation (saved_models/cifar10-seed)",
+    "tutorial": "the tutorial's network and recipe: Adam 1e-4, batch 64, 100 epochs, no augmentation",
 }

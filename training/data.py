@@ -12,7 +12,9 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 import tarfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +47,11 @@ class Dataset:
         return len(self.labels)
 
 
+def _progress(message: str) -> None:
+    # stderr: stdout may carry a report (`evaluate --json`).
+    print(message, file=sys.stderr, flush=True)
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "cifar10-service"
@@ -64,8 +71,11 @@ def load_dataset(source: str | Path, split: str = "train", cache_dir: Path | Non
     if cache.is_file():
         with np.load(cache) as data:
             return Dataset(data["images"], data["labels"], str(path), digest)
+    _progress(f"decoding the {split} split of {path} (once: later runs read {cache})")
+    started = time.perf_counter()
     images, labels = _decode(path, split)
     _validate(images, labels, str(path))
+    _progress(f"decoded {len(images)} images in {time.perf_counter() - started:.0f} s")
     cache.parent.mkdir(parents=True, exist_ok=True)
     # Write to a temporary name, then rename: a crash never leaves half a cache behind.
     tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
@@ -135,7 +145,9 @@ def _decode_members(members: Iterator[Member], split: str, where: str) -> tuple[
     source holds."""
     batches: dict[str, bytes] = {}
     tree: dict[str, list[tuple[str, bytes]]] = {}
-    for rel, read in members:
+    for count, (rel, read) in enumerate(members, 1):
+        if count % 10_000 == 0:
+            _progress(f"  {count} files read")
         if rel.name.startswith("data_batch_") or rel.name == "test_batch":
             batches[rel.name] = read()
         elif rel.suffix.lower() in IMAGE_SUFFIXES and len(rel.parts) >= 2:
@@ -192,6 +204,7 @@ def _from_tree(tree: dict[str, list[tuple[str, bytes]]], where: str) -> tuple[np
             images[i] = _decode_image(content, f"{where}:{name}")
             labels[i] = label
             i += 1
+        _progress(f"  {i}/{count} images decoded ({cls} done)")
     return images, labels
 
 

@@ -27,7 +27,7 @@ from model.architectures import build_model, feature_layers
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 from training.archive import archive_record, write_archive
 from training.config import TrainConfig
-from training.train import PARITY_FILE, WEIGHTS_FILE
+from training.run_folder import CONFIG_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE, RunFolderError, check_finished
 
 PARITY_ATOL = 1e-4  # max |Δp| between the trained model and the SavedModel, float32
 TTA_DESCRIPTION = {1: "mirror-averaged", 2: "averaged over the mirror and two one-pixel shifts (six views)"}
@@ -90,11 +90,12 @@ def export_run(run: Path, out: Path) -> dict[str, Any]:
         raise ExportError("export needs KERAS_BACKEND=tensorflow (the CLI sets it)")
     if out.exists():
         raise ExportError(f"{out} already exists; exports are immutable, choose a new version")
-    for name in ("config.json", "metrics.json", WEIGHTS_FILE, PARITY_FILE):
-        if not (run / name).is_file():
-            raise ExportError(f"{run} is not a finished run: {name} is missing")
-    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
-    metrics = json.loads((run / "metrics.json").read_text())
+    try:
+        check_finished(run)
+    except RunFolderError as exc:
+        raise ExportError(str(exc)) from exc
+    cfg = TrainConfig.from_json(json.loads((run / CONFIG_FILE).read_text()))
+    metrics = json.loads((run / METRICS_FILE).read_text())
     keras.mixed_precision.set_global_policy("float32")
     model = build_model(cfg.arch, **cfg.model_options())
     model.load_weights(run / WEIGHTS_FILE)
@@ -154,7 +155,8 @@ def _check_parity(saved: Path, parity_file: Path) -> float:
 def _model_card(cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, saved: Path, parity: float) -> dict[str, Any]:
     layer_shapes = {name: list(model.get_layer(name).output.shape[1:]) for name in feature_layers(cfg.arch)}
     return {
-        "name": "cifar10" if cfg.arch in ("fast", "airbench") else f"cifar10-{cfg.arch}",
+        # For the record: the service names a model by the folder it serves, as this does.
+        "name": contract.served_name(saved.parent),
         "architecture": cfg.arch,
         "parameters": int(model.count_params()),
         "classes": list(CLASS_NAMES),

@@ -1,5 +1,6 @@
-"""The training loop: split, augment per epoch, fit, validate, and write a
-self-describing run folder (config, history, metrics, weights, plots)."""
+"""The Keras training loop for the seed and fast networks, in named steps: split,
+build, fit (augmenting per epoch), then validate, record parity and plot, writing a
+self-describing run folder (training.run_folder)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,17 @@ from training.config import TrainConfig
 from training.data import Dataset, load_dataset, stratified_split
 from training.lookahead import Lookahead
 from training.metrics import classification_report
+from training.run_folder import (
+    CONFIG_FILE,
+    CONFUSION_FILE,
+    CURVES_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PARITY_FILE,
+    WEIGHTS_FILE,
+)
 from training.schedule import WarmupLinearDecay
 
-WEIGHTS_FILE = "model.weights.h5"
-PARITY_FILE = "parity.npz"  # a fixed batch and the trained model's probabilities on it
 PARITY_BATCH = 64
 WHITENING_IMAGES = 5000  # training images whose 2x2 patches fix the whitening stem (as airbench)
 
@@ -99,73 +108,32 @@ def device_name() -> str:
     return backend
 
 
+@dataclass
+class _Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
 def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: int | None = None) -> dict[str, Any]:
     """Train per `cfg`, write the run folder `out`, and return the metrics.
 
     `max_steps` cuts each epoch short (for smoke tests); metrics then say so.
     """
-    if cfg.arch == "airbench":
-        raise ValueError("the airbench recipe trains with training.airbench_train (JAX), not this loop")
-    if cfg.epochs != int(cfg.epochs):
-        raise ValueError(f"{cfg.arch} trains whole epochs; got {cfg.epochs}")
-    epochs = int(cfg.epochs)
+    epochs = _whole_epochs(cfg)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     data = data or load_dataset(cfg.data)
-    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.split_seed)
-    x_train, y_train = data.images[train_idx], data.labels[train_idx]
-    x_val, y_val = data.images[val_idx], data.labels[val_idx]
-    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
-
-    options = cfg.model_options()
-    if cfg.arch == "fast":
-        options["data_format"] = training_data_format(cfg.data_format)
-    model = build_model(cfg.arch, **options)
-    adapt_model(cfg.arch, model, x_train[:WHITENING_IMAGES])
-    steps = int(np.ceil(len(x_train) / cfg.batch_size))
+    split = _split(cfg, data)
+    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+    steps = int(np.ceil(len(split.x_train) / cfg.batch_size))
     if max_steps is not None:
         steps = min(steps, max_steps)
-    model.compile(
-        optimizer=make_optimizer(cfg, steps),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
-    )
-    rng = np.random.default_rng(cfg.seed)
-    flip_mask = rng.random(len(x_train)) < 0.5
-    y_train_onehot = keras.utils.to_categorical(y_train, NUM_CLASSES)
-    y_val_onehot = keras.utils.to_categorical(y_val, NUM_CLASSES)
-    history: list[dict[str, float]] = []
-    verbose = 1 if sys.stdout.isatty() else 2
-    callbacks = [Lookahead(steps * epochs)] if cfg.lookahead else []
-    train_seconds = 0.0
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        order = rng.permutation(len(x_train))[: steps * cfg.batch_size]
-        x = x_train[order]
-        if cfg.flip:
-            x = alternating_flip(x, flip_mask[order], epoch)
-        x = translate(x, cfg.translate, rng)
-        print(f"epoch {epoch + 1}/{epochs}", flush=True)
-        fit = model.fit(
-            x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
-        )
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        val_loss, val_acc = model.evaluate(x_val, y_val_onehot, batch_size=500, verbose=0) if len(x_val) else (float("nan"),) * 2
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(fit.history["loss"][-1]),
-            "accuracy": float(fit.history["accuracy"][-1]),
-            "val_loss": float(val_loss),
-            "val_accuracy": float(val_acc),
-            "seconds": round(epoch_seconds, 2),
-        }
-        history.append(row)
-        print(f"  val_accuracy {val_acc:.4f}  ({epoch_seconds:.0f} s)", flush=True)
-        write_history(out / "history.csv", history)
-
+    model, options = _build(cfg, split.x_train, steps)
+    history, train_seconds = _fit(cfg, model, split, epochs, steps, out)
     model.save_weights(out / WEIGHTS_FILE)
     metrics: dict[str, Any] = {
         "arch": cfg.arch,
@@ -177,29 +145,108 @@ def train(cfg: TrainConfig, out: Path, data: Dataset | None = None, max_steps: i
         "device": device_name(),
         "data_source": data.source,
         "data_sha256": data.sha256,
-        "train_images": len(train_idx),
-        "val_images": len(val_idx),
+        "train_images": len(split.x_train),
+        "val_images": len(split.x_val),
         "truncated_epochs_to_steps": max_steps,
     }
     if cfg.mixed_precision:
         # Measure, and record parity for, the float32 network that export will rebuild.
-        keras.mixed_precision.set_global_policy("float32")
-        float32 = build_model(cfg.arch, **options)
-        float32.set_weights(model.get_weights())
-        model = float32
-    if len(x_val):
-        metrics.update(validation_metrics(model, x_val, y_val))
-    write_parity(model, x_val[:PARITY_BATCH] if len(x_val) else x_train[:PARITY_BATCH], out / PARITY_FILE)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        model = _float32_copy(cfg, model, options)
+    _after_training(model, split, metrics, history, out)
+    return metrics
+
+
+def _whole_epochs(cfg: TrainConfig) -> int:
+    if cfg.arch == "airbench":
+        raise ValueError("the airbench recipe trains with training.airbench_train (JAX), not this loop")
+    if cfg.epochs != int(cfg.epochs):
+        raise ValueError(f"{cfg.arch} trains whole epochs; got {cfg.epochs}")
+    return int(cfg.epochs)
+
+
+def _split(cfg: TrainConfig, data: Dataset) -> _Split:
+    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.split_seed)
+    return _Split(data.images[train_idx], data.labels[train_idx], data.images[val_idx], data.labels[val_idx])
+
+
+def _build(cfg: TrainConfig, x_train: np.ndarray, steps: int) -> tuple[keras.Model, dict[str, Any]]:
+    """The compiled network, and the options it was built with."""
+    options = cfg.model_options()
+    if cfg.arch == "fast":
+        options["data_format"] = training_data_format(cfg.data_format)
+    model = build_model(cfg.arch, **options)
+    adapt_model(cfg.arch, model, x_train[:WHITENING_IMAGES])
+    model.compile(
+        optimizer=make_optimizer(cfg, steps),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model, options
+
+
+def _fit(cfg: TrainConfig, model: keras.Model, split: _Split, epochs: int, steps: int, out: Path) -> tuple[list[dict[str, float]], float]:
+    """The epochs, each on freshly augmented data; the history is rewritten after each."""
+    rng = np.random.default_rng(cfg.seed)
+    flip_mask = rng.random(len(split.x_train)) < 0.5
+    y_train_onehot = keras.utils.to_categorical(split.y_train, NUM_CLASSES)
+    y_val_onehot = keras.utils.to_categorical(split.y_val, NUM_CLASSES)
+    history: list[dict[str, float]] = []
+    verbose = 1 if sys.stdout.isatty() else 2
+    callbacks = [Lookahead(steps * epochs)] if cfg.lookahead else []
+    train_seconds = 0.0
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        order = rng.permutation(len(split.x_train))[: steps * cfg.batch_size]
+        x = split.x_train[order]
+        if cfg.flip:
+            x = alternating_flip(x, flip_mask[order], epoch)
+        x = translate(x, cfg.translate, rng)
+        print(f"epoch {epoch + 1}/{epochs}", flush=True)
+        fit = model.fit(
+            x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
+        )
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
+        has_val = len(split.x_val) > 0
+        val_loss, val_acc = model.evaluate(split.x_val, y_val_onehot, batch_size=500, verbose=0) if has_val else (float("nan"),) * 2
+        history.append({
+            "epoch": epoch + 1,
+            "loss": float(fit.history["loss"][-1]),
+            "accuracy": float(fit.history["accuracy"][-1]),
+            "val_loss": float(val_loss),
+            "val_accuracy": float(val_acc),
+            "seconds": round(epoch_seconds, 2),
+        })
+        print(f"  val_accuracy {val_acc:.4f}  ({epoch_seconds:.0f} s)", flush=True)
+        write_history(out / HISTORY_FILE, history)
+    return history, train_seconds
+
+
+def _float32_copy(cfg: TrainConfig, model: keras.Model, options: dict[str, Any]) -> keras.Model:
+    keras.mixed_precision.set_global_policy("float32")
+    float32 = build_model(cfg.arch, **options)
+    float32.set_weights(model.get_weights())
+    return float32
+
+
+def _after_training(model: keras.Model, split: _Split, metrics: dict[str, Any], history: list[dict[str, float]], out: Path) -> None:
+    """Validation metrics, the parity batch, metrics.json and the plots."""
+    if len(split.x_val):
+        print(f"validating on {len(split.x_val)} held-out images, with and without mirror TTA", flush=True)
+        metrics.update(validation_metrics(model, split.x_val, split.y_val))
+    print(f"recording the parity batch ({PARITY_FILE}) that export will check", flush=True)
+    images = split.x_val[:PARITY_BATCH] if len(split.x_val) else split.x_train[:PARITY_BATCH]
+    write_parity(model, images, out / PARITY_FILE)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     try:
         from training.plots import plot_confusion, plot_history
 
-        plot_history(history, out / "curves.png")
+        print(f"plotting {CURVES_FILE} and {CONFUSION_FILE}", flush=True)
+        plot_history(history, out / CURVES_FILE)
         if "confusion_matrix" in metrics:
-            plot_confusion(np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, out / "confusion.png")
+            plot_confusion(np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, out / CONFUSION_FILE)
     except ImportError:  # matplotlib is part of the training extra; plots are optional
         print("matplotlib missing: skipped the plots", file=sys.stderr)
-    return metrics
 
 
 def validation_metrics(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:

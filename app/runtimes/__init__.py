@@ -8,7 +8,7 @@ framework only when loaded, so the jax runtime never imports TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -38,6 +38,10 @@ class Runtime(Protocol):
     def prepare(self, sizes: Sequence[int]) -> None:
         """Get ready to run these batch sizes (compile them) before serving."""
         ...
+
+
+# How a classifier gets its runtime: load_runtime, or a test's fake (no framework at all).
+RuntimeLoader = Callable[[RuntimeName, Path, Sequence[str]], Runtime]
 
 
 def load_runtime(name: RuntimeName, path: Path, layer_order: Sequence[str]) -> Runtime:

@@ -86,7 +86,7 @@ class JaxRuntime:
 
     def _compile(self, kind: str, size: int) -> Any:
         fn, params = self._fns[kind]
-        spec = self._jax.ShapeDtypeStruct((size, *IMAGE_SHAPE), np.uint8)
+        spec = self._jax.ShapeDtypeStruct((size, *IMAGE_SHAPE), np.uint8)  # type: ignore[no-untyped-call]
         return fn.lower(params, spec).compile()
 
     def _executable(self, kind: str, size: int) -> Any:

@@ -1,5 +1,5 @@
 """API test helpers: apps built by `create_app(test_settings)` with their lifespan run,
-and httpx clients on them."""
+and httpx clients on them; a fake model folder for the fake runtime."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
+from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
+from tests.app.fake_model import write_fake_model
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +28,15 @@ def make_settings(model_dir: Path, **overrides: Any) -> Settings:
     return Settings(**{**base, **overrides})
 
 
+@pytest.fixture(scope="session")
+def fake_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder named cifar10 for the fake runtime (tests/app/fake_model.py)."""
+    return write_fake_model(tmp_path_factory.mktemp("fake") / "cifar10")
+
+
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+async def serving(settings: Settings, runtime_loader: RuntimeLoader = load_runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, runtime_loader)
     async with LifespanManager(app, startup_timeout=120) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -1,11 +1,13 @@
-"""API tests through httpx on `create_app(test_settings)`, with a tiny SavedModel that
-the tests exported themselves."""
+"""API tests through httpx on `create_app(test_settings)`, with the fake runtime of
+tests/app/fake_model.py: the service's code as in production, no TensorFlow. The
+real SavedModel is served in tests/app/test_model_name.py, test_front.py and e2e/."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image
 
 from app.schemas import FeatureMapsResponse, PredictResponse, TFServingResponse
 from tests.app.conftest import make_settings, serving
+from tests.app.fake_model import fake_loader
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.anyio
@@ -22,8 +25,9 @@ PIXELS = [RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
 
 
 @pytest.fixture(scope="module")
-async def client(tiny_model):
-    async with serving(make_settings(tiny_model, max_upload_bytes=256 * 1024, max_images_per_request=4)) as c:
+async def client(fake_model):
+    settings = make_settings(fake_model, max_upload_bytes=256 * 1024, max_images_per_request=4)
+    async with serving(settings, fake_loader) as c:
         yield c
 
 
@@ -269,6 +273,21 @@ async def test_openapi_documents_the_endpoints(client) -> None:
     for path in ("/predict", "/feature-maps", "/v1/models/{model_name}:predict", "/healthz", "/readyz"):
         assert path in paths
     assert "multipart/form-data" in paths["/predict"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_api_docs_load_only_local_assets(client, page: str) -> None:
+    # Swagger UI and ReDoc must work on an air-gapped host: no CDN, no Google Fonts.
+    r = await client.get(page)
+    assert r.status_code == 200
+    assert "://" not in r.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert assets
+    for url in assets:
+        assert url.startswith("/docs-assets/"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
 
 
 async def test_openapi_matches_behaviour(client) -> None:

@@ -77,7 +77,7 @@ async def test_corrupt_model_fails_startup(tmp_path) -> None:
 async def test_highest_version_is_served(tiny_model, tmp_path) -> None:
     import shutil
 
-    root = tmp_path / "versions"
+    root = tmp_path / "cifar10"  # the folder names the served model
     shutil.copytree(tiny_model / "1", root / "2")
     shutil.copytree(tiny_model / "1", root / "10")
     (root / "notes").mkdir()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.slow
@@ -32,6 +34,20 @@ def test_labels_real_training_images(server: str, real_samples) -> None:
     assert [p["filename"] for p in predictions] == [f"{c}/{n}" for c, n, _ in real_samples]
     correct = sum(p["label"] == cls for p, (cls, _, _) in zip(predictions, real_samples, strict=True))
     assert correct >= 45, f"only {correct}/50 correct"
+
+
+def test_readme_tour_gets_the_answers_it_shows(server: str) -> None:
+    # The README's /predict examples name samples by class: the shipped model must agree.
+    commands = [line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("curl") and "/predict" in line and "samples/" in line]
+    assert len(commands) >= 2
+    for command in commands:
+        samples = re.findall(r"-F (files?)=@(app/static/samples/(\w+)\.png)", command)
+        assert samples, command
+        files = [(field, (Path(path).name, (ROOT / path).read_bytes(), "image/png")) for field, path, _ in samples]
+        r = httpx.post(f"{server}/predict", files=files, timeout=60)
+        assert r.status_code == 200
+        assert [p["label"] for p in r.json()["predictions"]] == [label for _, _, label in samples], command
 
 
 def test_result_does_not_depend_on_the_batch(server: str, real_samples) -> None:

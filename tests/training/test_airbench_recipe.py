@@ -88,12 +88,12 @@ def test_split_seed_is_its_own_and_old_runs_keep_theirs() -> None:
 
 
 def test_cli_seed_lists() -> None:
-    from training.cli import parse_seeds
+    from training.cli import UsageError, parse_seeds
 
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("0,3,5") == [0, 3, 5]
     assert parse_seeds("7") == [7]
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError):
         parse_seeds("1,1")
 
 

@@ -188,3 +188,18 @@ def test_shared_training_archive_reads(real_samples) -> None:
     assert any(n.startswith("train/airplane/") for n in names)
     cls, name, data = real_samples[0]
     assert Image.open(io.BytesIO(data)).size == (32, 32)
+
+
+def test_decoding_reports_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A first decode of the real data takes about 20 s: the user sees it happen, on
+    # stderr (stdout may carry a JSON report).
+    for cls in CLASS_NAMES:
+        (tmp_path / "tree" / cls).mkdir(parents=True)
+        Image.fromarray(RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "tree" / cls / "0.png")
+    load_dataset(tmp_path / "tree", cache_dir=tmp_path / "cache")
+    first = capsys.readouterr()
+    assert first.out == ""
+    assert "decoding the train split" in first.err and "10/10 images decoded (truck done)" in first.err
+    assert "decoded 10 images" in first.err
+    load_dataset(tmp_path / "tree", cache_dir=tmp_path / "cache")
+    assert capsys.readouterr().err == ""  # the cache: nothing to report

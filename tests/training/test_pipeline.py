@@ -98,14 +98,21 @@ def test_cli_train_export_evaluate_seed(tmp_path: Path) -> None:
     data = _tree(tmp_path / "tree", per_class=4)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "XDG_CACHE_HOME": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
+    stderr: list[str] = []
+
     def run(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
+        stderr.append(done.stderr)
         return done.stdout
 
     out = run("train", "--preset", "seed", "--data", str(data), "--epochs", "1", "--max-steps", "2",
               "--batch-size", "8", "--val-size", "20", "--out", str(tmp_path / "run"))
     assert "val_accuracy" in out.splitlines()[-1]
+    # Progress through the slow parts: decoding the data, and each step after the last epoch.
+    assert "decoding the train split" in stderr[-1]
+    for step in ("validating on 20 held-out images", "recording the parity batch", "plotting curves.png"):
+        assert step in out
     run("export", str(tmp_path / "run"), "--out", str(tmp_path / "models" / "cifar10-seed" / "1"))
     card = json.loads((tmp_path / "models" / "cifar10-seed" / "1" / contract.MODEL_CARD_FILE).read_text())
     assert card["architecture"] == "seed" and card["name"] == "cifar10-seed"
