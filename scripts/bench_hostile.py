@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images
+from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,16 +44,8 @@ def start(repo: Path, model_dir: str, extra: list[str]) -> tuple[subprocess.Pope
     proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *extra], cwd=repo, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server not ready")
+    wait_ready(proc, url)
+    return proc, url
 
 
 def rss_mb(pid: int, field: str) -> float:

@@ -73,18 +73,24 @@ def start_server(model_dir: str, max_batch: int, max_wait_ms: float) -> tuple[su
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    wait_ready(proc, url)
+    return proc, url
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 300) -> None:
+    """Poll `url`/readyz until it answers 200; raise if the server exits or the time is up."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("server exited during start-up")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("server not ready in 300 s")
+    raise RuntimeError(f"server not ready in {timeout_s:g} s")
 
 
 def batch_stats(url: str) -> tuple[float, float]:
