@@ -40,16 +40,18 @@ SUMMARY_FILE = "summary.json"
 def peak_lr(cfg: TrainConfig) -> float:
     """airbench's learning rate (per 1,024 examples, decoupled from momentum) as
     PyTorch's for a loss summed over the batch."""
-    kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))  # Nesterov's step gain, times 1,024 examples
-    return cfg.lr / kilostep
+    return cfg.lr / _kilostep(cfg)
+
+
+def _kilostep(cfg: TrainConfig) -> float:
+    return 1024 * (1 + 1 / (1 - cfg.momentum))  # Nesterov's step gain, times 1,024 examples
 
 
 def make_optimizer(cfg: TrainConfig) -> TorchSGD:
     """airbench's hyperparameters as PyTorch SGD values and parameter groups; the
     schedule's learning rate reaches it per step (DeviceLoop)."""
-    kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))
     lr = peak_lr(cfg)
-    decay = cfg.weight_decay * cfg.batch_size / kilostep  # decay per step at the peak rate: lr * wd
+    decay = cfg.weight_decay * cfg.batch_size / _kilostep(cfg)  # decay per step at the peak rate: lr * wd
     bias_lr = lr * cfg.bias_lr_scale
     groups = [
         # Batch-norm biases: bias_lr_scale times the rate, the same decay per step.
@@ -132,7 +134,7 @@ def train_seeds(
         warmup_seconds = time.perf_counter() - started
         print(f"warm-up run (compilation included) {warmup_seconds:.1f} s", flush=True)
 
-    rows = []
+    rows, run_metrics = [], []
     for seed in seeds:
         init = _fresh_weights(cfg, seed)
         padded = prepare_train_set(jax.random.key(seed), x_train, cfg.translate, cfg.flip)
@@ -146,15 +148,17 @@ def train_seeds(
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-        _write_run(out / f"seed-{seed}", cfg.replace(seed=seed), eval_model, result, row, data, len(train_idx), len(val_idx), parity)
+        run_metrics.append(
+            _write_run(out / f"seed-{seed}", cfg.replace(seed=seed), eval_model, result, row, data, len(train_idx), len(val_idx), parity)
+        )
 
     summary = _summary(cfg, rows, warmup_seconds)
-    for row in rows:  # every run's card carries the statistics of the seeds it was one of
-        metrics_file = out / f"seed-{row['seed']}" / METRICS_FILE
-        metrics = json.loads(metrics_file.read_text())
+    # metrics.json last, once the seeds' statistics exist: every run's card carries those
+    # of the seeds it was one of, and a run folder without it reads as unfinished.
+    for row, metrics in zip(rows, run_metrics, strict=True):
         metrics.update(compile_seconds=summary["compile_seconds"], warmup_run_seconds=summary["warmup_run_seconds"],
                        seed_statistics=summary["statistics"])
-        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / f"seed-{row['seed']}" / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -176,7 +180,8 @@ def _evaluate(loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_
 def _write_run(
     out: Path, cfg: TrainConfig, model: keras.Model, result: LoopResult, row: dict[str, Any],
     data: Dataset, n_train: int, n_val: int, parity: dict[str, Any],
-) -> None:
+) -> dict[str, Any]:
+    """Write a run folder but its metrics.json, and return those metrics."""
     out.mkdir(parents=True)
     (out / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
     for variable, value in zip(model.trainable_variables + model.non_trainable_variables,
@@ -185,13 +190,12 @@ def _write_run(
     model.save_weights(out / WEIGHTS_FILE)
     np.savez(out / PARITY_FILE, **parity)
     write_history(out / HISTORY_FILE, result.history)
-    metrics = {
+    return {
         "arch": cfg.arch, "params": int(model.count_params()), "epochs": cfg.epochs, **row,
         "backend": keras.backend.backend(), "device": device_name(),
         "precision": "bfloat16 compute, float32 batch norm and weights" if cfg.mixed_precision else "float32",
         "data_source": data.source, "data_sha256": data.sha256, "train_images": n_train, "val_images": n_val,
     }
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
