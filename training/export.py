@@ -30,7 +30,7 @@ from training.config import TrainConfig
 from training.run_folder import CONFIG_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE, RunFolderError, check_finished
 
 PARITY_ATOL = 1e-4  # max |Δp| between the trained model and the SavedModel, float32
-TTA_DESCRIPTION = {1: "mirror-averaged", 2: "averaged over the mirror and two one-pixel shifts (six views)"}
+TTA_DESCRIPTION = {0: "no augmentation (as serving_default)", 1: "mirror-averaged", 2: "averaged over the mirror and two one-pixel shifts (six views)"}
 TRAINING_RECORD = ("precision", "compile_seconds", "warmup_run_seconds", "eval_seconds", "steps", "seed_statistics")
 
 
