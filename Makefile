@@ -39,6 +39,7 @@ test-docker: install
 
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy model app training
 
 bench: install

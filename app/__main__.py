@@ -23,8 +23,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="cifar10-serve")
     parser.add_argument("--host", default=os.environ.get("CIFAR10_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CIFAR10_PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=None, help="HTTP front processes (default CIFAR10_WORKERS, else 1)")
-    parser.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="HTTP front processes (default CIFAR10_WORKERS, else 1)"
+    )
+    parser.add_argument(
+        "--graceful-timeout", type=float, default=30.0, help="seconds to finish accepted requests on SIGTERM"
+    )
     # asyncio, not uvloop: under a closed-loop flood at concurrency 512 (wrk), uvloop left
     # a new connection's /healthz unanswered for 8.7 s, the asyncio loop answered in
     # 0.2-0.6 s, at the same c=64 throughput (docs/reliability.md).
@@ -37,13 +41,27 @@ def main() -> None:
 
         # Each front is a spawned process: it imports the protocol by name and reads its
         # limits from the same CIFAR10_* environment.
-        serve(args.host, args.port, workers, args.graceful_timeout, http="app.http:LimitedHttpToolsProtocol", loop=args.loop)
+        serve(
+            args.host,
+            args.port,
+            workers,
+            args.graceful_timeout,
+            http="app.http:LimitedHttpToolsProtocol",
+            loop=args.loop,
+        )
         return
     # Header limits and head/body deadlines: uvicorn's protocol with our checks (app/http.py).
     protocol = LimitedHttpToolsProtocol.configured(HttpLimits.from_settings(settings))
     uvicorn.run(
-        "app.main:create_app", factory=True, host=args.host, port=args.port, workers=1,
-        access_log=False, timeout_graceful_shutdown=args.graceful_timeout, http=protocol, loop=args.loop,
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=1,
+        access_log=False,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        http=protocol,
+        loop=args.loop,
     )
 
 

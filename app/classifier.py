@@ -56,8 +56,13 @@ class ModelInfo:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "classes": self.classes,
-                "layers": [[layer.name, list(layer.shape)] for layer in self.layers], "card": self.card}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "classes": self.classes,
+            "layers": [[layer.name, list(layer.shape)] for layer in self.layers],
+            "card": self.card,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelInfo:
@@ -85,8 +90,14 @@ class Classifier:
     """A loaded model version with its card; `predict` and `feature_maps` take a list of
     uint8 [32, 32, 3] images and return one result per image."""
 
-    def __init__(self, model_dir: Path, max_batch_size: int, runtime: RuntimeName = "tensorflow", name: str | None = None,
-                 loader: RuntimeLoader = load_runtime) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        max_batch_size: int,
+        runtime: RuntimeName = "tensorflow",
+        name: str | None = None,
+        loader: RuntimeLoader = load_runtime,
+    ) -> None:
         """`name`: the served name; default the model folder's (model.contract.served_name).
         `loader`: loads the runtime; tests pass a fake one."""
         try:

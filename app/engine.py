@@ -148,7 +148,9 @@ async def serve(settings: Settings, socket_path: Path, fronts_timeout_s: float =
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m app.engine")
     parser.add_argument("--socket", type=Path, required=True)
-    parser.add_argument("--fronts-timeout", type=float, default=35.0, help="on SIGTERM, seconds to wait for draining fronts")
+    parser.add_argument(
+        "--fronts-timeout", type=float, default=35.0, help="on SIGTERM, seconds to wait for draining fronts"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
     settings = Settings()

@@ -89,8 +89,15 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -119,7 +126,9 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def _disconnect(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        return error_response(ClientClosed.status_code, ClientClosed.code, "the client closed the connection before the body was read")
+        return error_response(
+            ClientClosed.status_code, ClientClosed.code, "the client closed the connection before the body was read"
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

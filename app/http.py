@@ -104,7 +104,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is None and self._in_head and self._head_seen > self._limits.max_header_bytes:
             # The parser buffers a header until it ends: refuse as soon as the bytes
             # received exceed the limit, so memory stays within it plus one read.
-            self._refuse(431, "headers_too_large", f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
+            self._refuse(
+                431, "headers_too_large", f"the request line and headers exceed {self._limits.max_header_bytes} bytes"
+            )
         if self._refusal is not None:
             status, code, message = self._refusal
             self._write_error(status, code, message)
@@ -129,7 +131,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_count > self._limits.max_headers:
             self._refuse(431, "too_many_headers", f"more than {self._limits.max_headers} header fields")
         elif self._head_size > self._limits.max_header_bytes:
-            self._refuse(431, "headers_too_large", f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
+            self._refuse(
+                431, "headers_too_large", f"the request line and headers exceed {self._limits.max_header_bytes} bytes"
+            )
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -152,5 +156,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _write_error(self, status: int, code: str, message: str) -> None:
         body = json.dumps(error_body(code, message)).encode()
         reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}.get(status, b"")
-        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body))
+        head = (
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % (status, reason, len(body))
+        )
         self.transport.write(head + body)

@@ -45,7 +45,9 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarra
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise UnsupportedImage(f"{name}: not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+        raise UnsupportedImage(
+            f"{name}: not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge(f"{name}: the declared size exceeds the limit of {max_pixels} pixels") from None
     except Exception as exc:  # Pillow's plugins raise many types on hostile headers (TypeError in TIFF tags, ...)
@@ -98,7 +100,9 @@ def _plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if colorspace not in ("YCbCr", "Gray") or width * height > max_pixels or min(width, height) > 4 * SIZE:
             return None
-        pixels: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+        pixels: np.ndarray = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True
+        )
         return pixels
     except ValueError:
         return None
@@ -111,8 +115,13 @@ REDUCE_TO = 4 * SIZE
 STRIP_PIXELS = 1 << 18  # source pixels per strip: about 1 MB per temporary copy
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _ORIENTATION = {  # EXIF orientation -> the transpose that makes the image upright
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
 }
 
 

@@ -57,7 +57,9 @@ async def run_batched(inference: Inference[R], images: Sequence[np.ndarray], rec
     submit = asyncio.ensure_future(inference.batcher.submit(list(images)))
     watch = asyncio.ensure_future(_disconnected(receive))
     try:
-        done, _ = await asyncio.wait((submit, watch), timeout=inference.deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            (submit, watch), timeout=inference.deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         watch.cancel()
     if submit not in done:

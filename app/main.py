@@ -66,7 +66,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = host.stop
     # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
     # GIL while decoding); the pool's size bounds the memory of images decoded at once.
-    decoder = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode", initializer=quiet_pillow)
+    decoder = ThreadPoolExecutor(
+        max_workers=settings.decode_threads, thread_name_prefix="decode", initializer=quiet_pillow
+    )
     service.decoder = decoder
     service.ready = True
     try:
@@ -114,6 +116,8 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
 
     # Added last = outermost: ids and metrics cover even requests the limit rejects.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
-    app.add_middleware(AdmissionMiddleware, limit=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s)
+    app.add_middleware(
+        AdmissionMiddleware, limit=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s
+    )
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.service.metrics)
     return app

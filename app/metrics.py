@@ -15,12 +15,39 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("cifar10_requests", "HTTP requests by endpoint and status", ["endpoint", "method", "status"], registry=self.registry)
-        self.latency = Histogram("cifar10_request_latency_seconds", "HTTP request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("cifar10_batch_size", "images per model call", ["batcher"], buckets=BATCH_BUCKETS, registry=self.registry)
-        self.queue_wait = Histogram("cifar10_queue_wait_seconds", "time an image waited for its batch to start", ["batcher"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.model_time = Histogram("cifar10_model_seconds", "model time per batch", ["batcher"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.queue_depth = Gauge("cifar10_queue_depth", "images waiting for a batch", ["batcher"], registry=self.registry)
+        self.requests = Counter(
+            "cifar10_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cifar10_request_latency_seconds",
+            "HTTP request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "cifar10_batch_size", "images per model call", ["batcher"], buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.queue_wait = Histogram(
+            "cifar10_queue_wait_seconds",
+            "time an image waited for its batch to start",
+            ["batcher"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_time = Histogram(
+            "cifar10_model_seconds",
+            "model time per batch",
+            ["batcher"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "cifar10_queue_depth", "images waiting for a batch", ["batcher"], registry=self.registry
+        )
 
     def observer(self, batcher: str) -> _BatchObserver:
         return _BatchObserver(self, batcher)

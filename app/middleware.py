@@ -57,7 +57,12 @@ class ObservabilityMiddleware:
             self.metrics.latency.labels(endpoint).observe(elapsed)
             access_log.info(
                 '%s "%s %s" %d %.1fms request_id=%s',
-                (scope.get("client") or ("-",))[0], escape(scope["method"]), escape(scope["path"]), status, elapsed * 1000, request_id,
+                (scope.get("client") or ("-",))[0],
+                escape(scope["method"]),
+                escape(scope["path"]),
+                status,
+                elapsed * 1000,
+                request_id,
             )
 
 
@@ -82,9 +87,12 @@ class AdmissionMiddleware:
         self.app = app
         self.limit = limit
         self.in_progress = 0
-        self._refusal = json.dumps(error_body("overloaded", "the server is at capacity; retry after the Retry-After delay")).encode()
+        self._refusal = json.dumps(
+            error_body("overloaded", "the server is at capacity; retry after the Retry-After delay")
+        ).encode()
         self._headers: list[tuple[bytes, bytes]] = [
-            (b"content-type", b"application/json"), (b"content-length", str(len(self._refusal)).encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._refusal)).encode()),
             (b"retry-after", str(retry_after_s).encode()),
         ]
 
@@ -144,6 +152,10 @@ class BodyLimitMiddleware:
 
 async def _send_413(send: Send, limit: int) -> None:
     body = json.dumps(error_body("payload_too_large", f"request body exceeds {limit} bytes")).encode()
-    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -57,9 +57,14 @@ async def start_model(settings: Settings, metrics: Metrics, loader: RuntimeLoade
         warm_started = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(executor, classifier.warm)
         seconds["warmup"] = time.monotonic() - warm_started
-    options: dict[str, Any] = {"max_batch_size": settings.max_batch_size, "max_wait_s": settings.max_wait_s, "max_queue": settings.max_queue}
+    options: dict[str, Any] = {
+        "max_batch_size": settings.max_batch_size,
+        "max_wait_s": settings.max_wait_s,
+        "max_queue": settings.max_queue,
+    }
     host = ModelHost(
-        classifier, executor,
+        classifier,
+        executor,
         Batcher(classifier.predict, executor, observer=metrics.observer("predict"), **options),
         Batcher(classifier.feature_maps, executor, observer=metrics.observer("feature_maps"), **options),
         seconds,
@@ -73,7 +78,14 @@ async def start_model(settings: Settings, metrics: Metrics, loader: RuntimeLoade
     gc.freeze()
     host.predict_batcher.start()
     host.feature_batcher.start()
-    log.info("serving %s version %s from %s with %s (load %.1fs, warm-up %.1fs, batch sizes %s)",
-             classifier.name, classifier.version, classifier.path, settings.runtime, seconds["load"],
-             seconds.get("warmup", 0.0), classifier.buckets)
+    log.info(
+        "serving %s version %s from %s with %s (load %.1fs, warm-up %.1fs, batch sizes %s)",
+        classifier.name,
+        classifier.version,
+        classifier.path,
+        settings.runtime,
+        seconds["load"],
+        seconds.get("warmup", 0.0),
+        classifier.buckets,
+    )
     return host

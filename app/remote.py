@@ -72,11 +72,15 @@ class EngineClient:
                     future.set_exception(BatcherClosed("the model process went away"))
             self._waiting.clear()
 
-    async def _call(self, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    async def _call(
+        self, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if not self.connected:
             raise BatcherClosed("the model process went away")
         rid = next(self._ids)
-        future: asyncio.Future[tuple[dict[str, Any], dict[str, np.ndarray]]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[dict[str, Any], dict[str, np.ndarray]]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._waiting[rid] = future
         self._writer.writelines(wire.encode({**header, "id": rid}, arrays))
         try:
@@ -94,7 +98,9 @@ class EngineClient:
         header, arrays = await self._call({"op": op}, {"images": np.stack(images)})
         if header["op"] == "error":
             code = header.get("code")
-            raise (QueueFull if code == "overloaded" else BatcherClosed if code == "closed" else EngineFailed)(header.get("message", ""))
+            raise (QueueFull if code == "overloaded" else BatcherClosed if code == "closed" else EngineFailed)(
+                header.get("message", "")
+            )
         return arrays
 
     async def close(self) -> None:

@@ -53,15 +53,29 @@ def wait_for_engine(path: Path, engine: subprocess.Popen[bytes], timeout_s: floa
 
 
 def serve(
-    host: str, port: int, workers: int, graceful_timeout: float, start_timeout: float = 600.0,
-    http: str = "auto", loop: str = "auto",
+    host: str,
+    port: int,
+    workers: int,
+    graceful_timeout: float,
+    start_timeout: float = 600.0,
+    http: str = "auto",
+    loop: str = "auto",
 ) -> None:
     """Run the model process and `workers` fronts until SIGTERM/SIGINT, then drain."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = Path(tempfile.mkdtemp(prefix="cifar10-"))
     socket_path = folder / "engine.sock"
-    engine = subprocess.Popen([sys.executable, "-m", "app.engine", "--socket", str(socket_path),
-                               "--fronts-timeout", str(graceful_timeout + 5)])
+    engine = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.engine",
+            "--socket",
+            str(socket_path),
+            "--fronts-timeout",
+            str(graceful_timeout + 5),
+        ]
+    )
     stopping = threading.Event()
 
     def watch_engine() -> None:
@@ -76,8 +90,15 @@ def serve(
         os.environ["CIFAR10_ENGINE_SOCKET"] = str(socket_path)  # the fronts' create_app reads it
         log.info("model process ready; starting %d front processes", workers)
         uvicorn.run(
-            "app.main:create_app", factory=True, host=host, port=port, workers=workers,
-            access_log=False, timeout_graceful_shutdown=round(graceful_timeout), http=http, loop=loop,
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            timeout_graceful_shutdown=round(graceful_timeout),
+            http=http,
+            loop=loop,
         )
     finally:
         stopping.set()

@@ -30,7 +30,9 @@ class Upload:
     pixels: np.ndarray  # uint8 [32, 32, 3]
 
 
-async def read_uploads(request: Request, inference: Inference[Any], max_files: int, fields: tuple[str, ...] = UPLOAD_FIELDS) -> list[Upload]:
+async def read_uploads(
+    request: Request, inference: Inference[Any], max_files: int, fields: tuple[str, ...] = UPLOAD_FIELDS
+) -> list[Upload]:
     """Decoded images from the `file`/`files` fields, in upload order; decoded in the
     decode pool, one job per file, within the request's deadline."""
     settings = inference.settings

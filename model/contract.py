@@ -46,13 +46,9 @@ def latest_version_dir(model_dir: Path) -> Path:
         raise ModelDirError(f"model directory {model_dir} does not exist")
     if (model_dir / "saved_model.pb").is_file():
         return model_dir
-    versions = sorted(
-        (int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
-    )
+    versions = sorted((int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
     if not versions:
-        raise ModelDirError(
-            f"model directory {model_dir} holds no numeric version folder (e.g. {model_dir}/1)"
-        )
+        raise ModelDirError(f"model directory {model_dir} holds no numeric version folder (e.g. {model_dir}/1)")
     path = versions[-1][1]
     if not (path / "saved_model.pb").is_file():
         raise ModelDirError(f"{path} has no saved_model.pb")

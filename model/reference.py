@@ -24,7 +24,9 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def resolve_padding(shape: tuple[int, ...], kernel: tuple[int, int], stride: int, padding: Padding) -> tuple[int, int, int, int]:
+def resolve_padding(
+    shape: tuple[int, ...], kernel: tuple[int, int], stride: int, padding: Padding
+) -> tuple[int, int, int, int]:
     if isinstance(padding, tuple):
         return padding
     if padding == "VALID":
@@ -45,7 +47,9 @@ def _windows(xp: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     return sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
 
 
-def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: int = 1, padding: Padding = "SAME") -> np.ndarray:
+def conv2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: int = 1, padding: Padding = "SAME"
+) -> np.ndarray:
     """Cross-correlation, as deep-learning "convolution" means: out = sum(x * w) + b."""
     kh, kw = w.shape[:2]
     xp = zero_pad(x, resolve_padding(x.shape, (kh, kw), stride, padding))
@@ -54,7 +58,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, st
     return result
 
 
-def conv2d_backward(dout: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int = 1, padding: Padding = "SAME") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv2d_backward(
+    dout: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int = 1, padding: Padding = "SAME"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients (dx, dw, db) of conv2d_forward given dL/dout."""
     kh, kw = w.shape[:2]
     pad = resolve_padding(x.shape, (kh, kw), stride, padding)
@@ -79,7 +85,9 @@ def max_pool_forward(x: np.ndarray, size: int = 2, stride: int = 2, padding: Pad
     return result
 
 
-def max_pool_backward(dout: np.ndarray, x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID") -> np.ndarray:
+def max_pool_backward(
+    dout: np.ndarray, x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID"
+) -> np.ndarray:
     """Route each output's gradient to the first maximum of its window (TensorFlow's
     tie rule); overlapping windows add up."""
     pad = resolve_padding(x.shape, (size, size), stride, padding)
@@ -110,7 +118,9 @@ def avg_pool_forward(x: np.ndarray, size: int = 2, stride: int = 2, padding: Pad
     return result
 
 
-def avg_pool_backward(dout: np.ndarray, x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID") -> np.ndarray:
+def avg_pool_backward(
+    dout: np.ndarray, x: np.ndarray, size: int = 2, stride: int = 2, padding: Padding = "VALID"
+) -> np.ndarray:
     """Spread each output's gradient evenly over its window's real pixels."""
     pad = resolve_padding(x.shape, (size, size), stride, padding)
     share = dout / _valid_counts(x.shape, size, stride, pad)

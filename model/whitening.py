@@ -29,7 +29,9 @@ def whitening_kernel(images: Any, epsilon: float = EPSILON, centre: bool = True,
     x = xp.asarray(images, dtype=np.float64 if xp is np else np.float32)
     _, h, w, c = x.shape
     # Every 2x2 patch, flattened in the kernel's (row, column, channel) order.
-    patches = xp.stack([x[:, i : h - PATCH + 1 + i, j : w - PATCH + 1 + j, :] for i in range(PATCH) for j in range(PATCH)], axis=3)
+    patches = xp.stack(
+        [x[:, i : h - PATCH + 1 + i, j : w - PATCH + 1 + j, :] for i in range(PATCH) for j in range(PATCH)], axis=3
+    )
     patches = patches.reshape(-1, PATCH * PATCH * c)
     if centre:
         patches = patches - patches.mean(axis=0)
@@ -44,7 +46,9 @@ def whitening_kernel(images: Any, epsilon: float = EPSILON, centre: bool = True,
 class PatchWhitening(keras.layers.Layer):  # type: ignore[misc]  # Keras classes are Any to mypy
     """2x2 valid convolution with a frozen, data-derived kernel and a trained bias."""
 
-    def __init__(self, channels_in: int = 3, data_format: str = "channels_last", centre: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, channels_in: int = 3, data_format: str = "channels_last", centre: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.channels_in = channels_in
         self.centre = centre
@@ -75,4 +79,9 @@ class PatchWhitening(keras.layers.Layer):  # type: ignore[misc]  # Keras classes
         return (n, h - PATCH + 1, w - PATCH + 1, self.filters)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "channels_in": self.channels_in, "data_format": self.data_format, "centre": self.centre}
+        return {
+            **super().get_config(),
+            "channels_in": self.channels_in,
+            "data_format": self.data_format,
+            "centre": self.centre,
+        }

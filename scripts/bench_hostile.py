@@ -41,8 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def start(repo: Path, model_dir: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *extra], cwd=repo, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *extra],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url)
     return proc, url
@@ -67,10 +72,19 @@ def heavy_requests(jpegs: list[bytes]) -> dict[str, tuple[str, dict[str, object]
     sixteen = png(np.asarray(Image.linear_gradient("L").resize((4000, 4000)), dtype=np.uint16) * 257)
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).tolist()
     return {
-        "16 PNGs 4000x4000 (/predict)": ("/predict", {"files": [("files", (f"{i}.png", big_png, "image/png")) for i in range(16)]}),
+        "16 PNGs 4000x4000 (/predict)": (
+            "/predict",
+            {"files": [("files", (f"{i}.png", big_png, "image/png")) for i in range(16)]},
+        ),
         "16-bit PNG 4000x4000 (/predict)": ("/predict", {"files": {"file": ("a.png", sixteen, "image/png")}}),
-        "64 CIFAR JPEGs (/predict)": ("/predict", {"files": [("files", (f"{i}.jpg", d, "image/jpeg")) for i, d in enumerate(jpegs[:64])]}),
-        "64 pixel-list instances (TF Serving JSON)": ("/v1/models/cifar10:predict", {"json": {"instances": [pixels] * 64}}),
+        "64 CIFAR JPEGs (/predict)": (
+            "/predict",
+            {"files": [("files", (f"{i}.jpg", d, "image/jpeg")) for i, d in enumerate(jpegs[:64])]},
+        ),
+        "64 pixel-list instances (TF Serving JSON)": (
+            "/v1/models/cifar10:predict",
+            {"json": {"instances": [pixels] * 64}},
+        ),
         "feature maps, JSON, one image": ("/feature-maps", {"files": {"file": ("a.jpg", jpegs[0], "image/jpeg")}}),
     }
 
@@ -102,15 +116,20 @@ def stall(url: str, pid: int, path: str, kwargs: dict[str, object]) -> tuple[int
 
 def wrk(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
     env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
-                         env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
 
 
 def statuses(url: str) -> dict[str, float]:
     counts: dict[str, float] = {}
     for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
-        if line.startswith('cifar10_requests_total{') and 'method="POST"' in line:
+        if line.startswith("cifar10_requests_total{") and 'method="POST"' in line:
             status = line.split('status="')[1].split('"')[0]
             counts[status] = counts.get(status, 0.0) + float(line.split()[-1])
     return counts
@@ -125,8 +144,11 @@ def overload(url: str, pid: int, bodies: list[Path], script: Path, duration: flo
         while not done.is_set():
             # curl: a new connection each time, timed by a C client (a Python probe
             # sharing the 2 CPUs measured its own scheduling as much as the server).
-            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "30", "-w", "%{http_code} %{time_total}", f"{url}/healthz"],
-                                 capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-m", "30", "-w", "%{http_code} %{time_total}", f"{url}/healthz"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             healthz.append(float(out[1]) if out and out[0] == "200" else float("inf"))
             time.sleep(0.5)
 
@@ -141,7 +163,12 @@ def overload(url: str, pid: int, bodies: list[Path], script: Path, duration: flo
         thread.join()
     after = statuses(url)
     delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in sorted(after) if after.get(k, 0) - before.get(k, 0)}
-    return {"wrk": result, "statuses": delta, "healthz_ms": sorted(h * 1000 for h in healthz), "peak_rss_mb": rss_mb(pid, "VmHWM")}
+    return {
+        "wrk": result,
+        "statuses": delta,
+        "healthz_ms": sorted(h * 1000 for h in healthz),
+        "peak_rss_mb": rss_mb(pid, "VmHWM"),
+    }
 
 
 def main() -> None:
@@ -153,11 +180,15 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated: stall,overload,throughput")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True
+    ).stdout.strip()
     jpegs = sample_images()
     proc, url = start(args.repo, args.model_dir, args.server_args.split())
-    print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
-          f"server: {args.repo} at {commit or '?'}, python -m app {args.server_args}\n")
+    print(
+        f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
+        f"server: {args.repo} at {commit or '?'}, python -m app {args.server_args}\n"
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
             script = Path(scratch) / "predict.lua"
@@ -174,13 +205,17 @@ def main() -> None:
                 o = overload(url, proc.pid, bodies, script, args.duration)
                 h, w = o["healthz_ms"], o["wrk"]
                 assert isinstance(h, list) and isinstance(w, dict)
-                print(f"\noverload, c=512, {args.duration:g} s: statuses {o['statuses']}, wrk p50 {w['p50']:.0f} ms, p99 {w['p99']:.0f} ms, "
-                      f"non-2xx or socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
-                      f"max {max(h):.0f} ms; peak RSS {o['peak_rss_mb']:.0f} MB")
+                print(
+                    f"\noverload, c=512, {args.duration:g} s: statuses {o['statuses']}, wrk p50 {w['p50']:.0f} ms, p99 {w['p99']:.0f} ms, "
+                    f"non-2xx or socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
+                    f"max {max(h):.0f} ms; peak RSS {o['peak_rss_mb']:.0f} MB"
+                )
             if "throughput" not in skip:
                 t = wrk(url, bodies, script, 64, args.duration)
-                print(f"\nthroughput, c=64, {args.duration:g} s: {(t['requests'] - t['errors']) / t['seconds']:.1f} req/s, "
-                      f"p50 {t['p50']:.0f} ms, p99 {t['p99']:.0f} ms, errors {t['errors']}")
+                print(
+                    f"\nthroughput, c=64, {args.duration:g} s: {(t['requests'] - t['errors']) / t['seconds']:.1f} req/s, "
+                    f"p50 {t['p50']:.0f} ms, p99 {t['p99']:.0f} ms, errors {t['errors']}"
+                )
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -58,26 +58,44 @@ class Plan:
 def make_plan(name: str, workers: int, loadgen: int | None) -> Plan:
     if name == "gpu":
         single = ((1, 1), (1, 64), (1, 256), (1, 1024), (64, 16))
-        return Plan([
-            Server("one process, batching on", "jax", 1, 256, single),
-            Server("one process, batching off", "jax", 1, 1, ((1, 256),)),
-            Server(f"{workers} fronts + model process, batching on", "jax", workers, 256, single),
-            Server(f"{workers} fronts + model process, batching off", "jax", workers, 1, ((1, 256),)),
-        ], [("jax", 256)], 6.0, 1.0, loadgen or 4,
+        return Plan(
+            [
+                Server("one process, batching on", "jax", 1, 256, single),
+                Server("one process, batching off", "jax", 1, 1, ((1, 256),)),
+                Server(f"{workers} fronts + model process, batching on", "jax", workers, 256, single),
+                Server(f"{workers} fronts + model process, batching off", "jax", workers, 1, ((1, 256),)),
+            ],
+            [("jax", 256)],
+            6.0,
+            1.0,
+            loadgen or 4,
             # The cells go to c=1024: admission control and the queue must not be what they measure.
-            {"CIFAR10_MAX_CONCURRENT_REQUESTS": "4096", "CIFAR10_MAX_QUEUE": "8192"})
+            {"CIFAR10_MAX_CONCURRENT_REQUESTS": "4096", "CIFAR10_MAX_QUEUE": "8192"},
+        )
     if name == "cpu":
-        return Plan([
-            Server(f"{rt}, one process", rt, 1, 64, ((1, 64),)) for rt in ("tensorflow", "jax")
-        ] + [
-            Server(f"{rt}, {workers} fronts + model process", rt, workers, 64, ((1, 64),)) for rt in ("tensorflow", "jax")
-        ], [("tensorflow", 64), ("jax", 64)], 8.0, 2.0, loadgen or 1)
+        return Plan(
+            [Server(f"{rt}, one process", rt, 1, 64, ((1, 64),)) for rt in ("tensorflow", "jax")]
+            + [
+                Server(f"{rt}, {workers} fronts + model process", rt, workers, 64, ((1, 64),))
+                for rt in ("tensorflow", "jax")
+            ],
+            [("tensorflow", 64), ("jax", 64)],
+            8.0,
+            2.0,
+            loadgen or 1,
+        )
     if name == "tiny":
-        return Plan([
-            Server("one process, batching on", "jax", 1, 8, ((1, 1), (1, 4), (8, 2))),
-            Server("one process, batching off", "jax", 1, 1, ((1, 4),)),
-            Server(f"{workers} fronts + model process, batching on", "jax", workers, 8, ((1, 4),)),
-        ], [("jax", 8)], 1.0, 0.5, loadgen or 1)
+        return Plan(
+            [
+                Server("one process, batching on", "jax", 1, 8, ((1, 1), (1, 4), (8, 2))),
+                Server("one process, batching off", "jax", 1, 1, ((1, 4),)),
+                Server(f"{workers} fronts + model process, batching on", "jax", workers, 8, ((1, 4),)),
+            ],
+            [("jax", 8)],
+            1.0,
+            0.5,
+            loadgen or 1,
+        )
     raise SystemExit(f"unknown plan {name!r}")
 
 
@@ -100,23 +118,40 @@ def mean_batch_counts(url: str) -> tuple[float, float] | None:
     status, text = _get(f"{url}/metrics")
     values = {}
     for line in text.splitlines():
-        if line.startswith('cifar10_batch_size_sum{batcher="predict"}') or line.startswith('cifar10_batch_size_count{batcher="predict"}'):
+        if line.startswith('cifar10_batch_size_sum{batcher="predict"}') or line.startswith(
+            'cifar10_batch_size_count{batcher="predict"}'
+        ):
             values[line.split("{")[0]] = float(line.split()[-1])
     if status != 200 or len(values) != 2:
         return None
     return values["cifar10_batch_size_sum"], values["cifar10_batch_size_count"]
 
 
-def start_server(server: Server, model_dir: Path, logs: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
+def start_server(
+    server: Server, model_dir: Path, logs: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str, float]:
     port = free_port()
-    environment = {**os.environ, **env, "CIFAR10_RUNTIME": server.runtime, "CIFAR10_MODEL_DIR": str(model_dir),
-                   "CIFAR10_MAX_BATCH_SIZE": str(server.max_batch), "CIFAR10_MAX_QUEUE": "16384",
-                   "CIFAR10_REQUEST_TIMEOUT_S": "60", "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment = {
+        **os.environ,
+        **env,
+        "CIFAR10_RUNTIME": server.runtime,
+        "CIFAR10_MODEL_DIR": str(model_dir),
+        "CIFAR10_MAX_BATCH_SIZE": str(server.max_batch),
+        "CIFAR10_MAX_QUEUE": "16384",
+        "CIFAR10_REQUEST_TIMEOUT_S": "60",
+        "CIFAR10_LOG_LEVEL": "warning",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     log = logs / (server.label.replace(" ", "_").replace(",", "").replace("+", "") + ".log")
     started = time.monotonic()
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--workers", str(server.workers)],
-                                cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--port", str(port), "--workers", str(server.workers)],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     while _get(f"{url}/readyz")[0] != 200:
         if proc.poll() is not None or time.monotonic() - started > 900:
@@ -160,14 +195,36 @@ def raw_model(runtime: str, batch: int, duration_s: float, model_dir: Path) -> d
 
         device = jax.devices()[0].device_kind
     arr = np.array(times)
-    return {"runtime": runtime, "batch": batch, "images_per_s": batch * len(arr) / arr.sum(), "device": device,
-            "p50_ms": float(np.percentile(arr, 50) * 1000), "p99_ms": float(np.percentile(arr, 99) * 1000)}
+    return {
+        "runtime": runtime,
+        "batch": batch,
+        "images_per_s": batch * len(arr) / arr.sum(),
+        "device": device,
+        "p50_ms": float(np.percentile(arr, 50) * 1000),
+        "p99_ms": float(np.percentile(arr, 99) * 1000),
+    }
 
 
 def run_raw(runtime: str, batch: int, duration_s: float, model_dir: Path, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "raw", "--runtime", runtime, "--batch", str(batch),
-                           "--duration", str(duration_s), "--model-dir", str(model_dir)],
-                          cwd=ROOT, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "raw",
+            "--runtime",
+            runtime,
+            "--batch",
+            str(batch),
+            "--duration",
+            str(duration_s),
+            "--model-dir",
+            str(model_dir),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"raw {runtime} batch {batch} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -179,15 +236,22 @@ def fmt(x: float, digits: int = 1) -> str:
 
 
 def table(rows: list[dict[str, Any]], raws: list[dict[str, Any]], header: list[str]) -> str:
-    lines = [*header, "",
-             "| configuration | runtime | images/request | concurrency | requests/s | images/s | p50 ms | p99 ms | mean batch | errors |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        *header,
+        "",
+        "| configuration | runtime | images/request | concurrency | requests/s | images/s | p50 ms | p99 ms | mean batch | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['runtime']} | {r['images']} | {r['concurrency']} | {fmt(r['requests_per_s'])} | "
-                     f"{fmt(r['images_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['mean_batch']} | {r['errors']} |")
+        lines.append(
+            f"| {r['label']} | {r['runtime']} | {r['images']} | {r['concurrency']} | {fmt(r['requests_per_s'])} | "
+            f"{fmt(r['images_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['mean_batch']} | {r['errors']} |"
+        )
     for r in raws:
-        lines.append(f"| raw model in-process ({r['device']}), batch {r['batch']} | {r['runtime']} | {r['batch']} | - | "
-                     f"{fmt(r['images_per_s'] / r['batch'])} | {fmt(r['images_per_s'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {r['batch']} | |")
+        lines.append(
+            f"| raw model in-process ({r['device']}), batch {r['batch']} | {r['runtime']} | {r['batch']} | - | "
+            f"{fmt(r['images_per_s'] / r['batch'])} | {fmt(r['images_per_s'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {r['batch']} | |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -200,15 +264,21 @@ def headline(rows: list[dict[str, Any]], raws: list[dict[str, Any]], concurrency
     out = []
     for label, r in on.items():
         if label in off and off[label]["images_per_s"] > 0:
-            out.append(f"c={concurrency}, {label.replace(', batching on', '')}: batching on / off = {r['images_per_s'] / off[label]['images_per_s']:.2f}x")
+            out.append(
+                f"c={concurrency}, {label.replace(', batching on', '')}: batching on / off = {r['images_per_s'] / off[label]['images_per_s']:.2f}x"
+            )
     one = [r for label, r in on.items() if "one process" in label and r["runtime"] == "jax"]
     multi = [r for label, r in on.items() if "fronts" in label and r["runtime"] == "jax"]
     if one and multi and one[0]["images_per_s"] > 0:
-        out.append(f"c={concurrency}, jax: multi-process / one process (batching on) = {multi[0]['images_per_s'] / one[0]['images_per_s']:.2f}x")
+        out.append(
+            f"c={concurrency}, jax: multi-process / one process (batching on) = {multi[0]['images_per_s'] / one[0]['images_per_s']:.2f}x"
+        )
     for r in on.values():
         for raw in raws:
             if raw["runtime"] == r["runtime"]:
-                out.append(f"c={concurrency}, {r['label']}: {r['images_per_s'] / raw['images_per_s']:.2f}x the raw model at batch {raw['batch']}")
+                out.append(
+                    f"c={concurrency}, {r['label']}: {r['images_per_s'] / raw['images_per_s']:.2f}x the raw model at batch {raw['batch']}"
+                )
     return out
 
 
@@ -223,7 +293,9 @@ def main() -> None:
     parser.add_argument("--plan", choices=["gpu", "cpu", "tiny"], default="cpu")
     parser.add_argument("--out", type=Path, help="folder for table.md, results.json and logs/")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "saved_models" / "cifar10")
-    parser.add_argument("--workers", type=int, default=min(8, max(2, (os.cpu_count() or 2) // 2)), help="front processes")
+    parser.add_argument(
+        "--workers", type=int, default=min(8, max(2, (os.cpu_count() or 2) // 2)), help="front processes"
+    )
     parser.add_argument("--loadgen-processes", type=int, help="load generator processes (plan default)")
     parser.add_argument("--duration", type=float, help="seconds measured per cell (plan default)")
     args = parser.parse_args()
@@ -240,9 +312,11 @@ def main() -> None:
     # Later servers with the same shapes reuse the compiled XLA programs.
     # (Outside --out: the device tool copies --out back, and the cache is not a result.)
     cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "cifar10-bench-jax-cache"))
-    env = {"JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           **plan.extra_env}
-    bodies = {n: predict_request("127.0.0.1", 0, jpeg_images(n, seed=n)) for n in {n for s in plan.servers for n, _ in s.cells}}
+    env = {"JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", **plan.extra_env}
+    bodies = {
+        n: predict_request("127.0.0.1", 0, jpeg_images(n, seed=n))
+        for n in {n for s in plan.servers for n, _ in s.cells}
+    }
     rows: list[dict[str, Any]] = []
     starts: dict[str, float] = {}
     for server in plan.servers:
@@ -255,30 +329,59 @@ def main() -> None:
                 before = mean_batch_counts(url)
                 result = run_load("127.0.0.1", port, body, concurrency, duration, plan.warmup_s, plan.loadgen_processes)
                 after = mean_batch_counts(url)
-                mean = "-" if before is None or after is None or after[1] == before[1] else f"{(after[0] - before[0]) / (after[1] - before[1]):.1f}"
-                row = {"label": server.label, "runtime": server.runtime, "workers": server.workers, "max_batch": server.max_batch,
-                       "images": images, "concurrency": concurrency, **result,
-                       "images_per_s": float(result["requests_per_s"]) * images, "mean_batch": mean}
+                mean = (
+                    "-"
+                    if before is None or after is None or after[1] == before[1]
+                    else f"{(after[0] - before[0]) / (after[1] - before[1]):.1f}"
+                )
+                row = {
+                    "label": server.label,
+                    "runtime": server.runtime,
+                    "workers": server.workers,
+                    "max_batch": server.max_batch,
+                    "images": images,
+                    "concurrency": concurrency,
+                    **result,
+                    "images_per_s": float(result["requests_per_s"]) * images,
+                    "mean_batch": mean,
+                }
                 rows.append(row)
-                print(f"{server.label} | {images} img x c={concurrency}: {row['images_per_s']:.1f} img/s, "
-                      f"p50 {fmt(float(result['p50_ms']))} ms, p99 {fmt(float(result['p99_ms']))} ms, errors {result['errors']}", flush=True)
+                print(
+                    f"{server.label} | {images} img x c={concurrency}: {row['images_per_s']:.1f} img/s, "
+                    f"p50 {fmt(float(result['p50_ms']))} ms, p99 {fmt(float(result['p99_ms']))} ms, errors {result['errors']}",
+                    flush=True,
+                )
         finally:
             stop_server(proc)
     raws = [run_raw(rt, batch, duration, args.model_dir, env) for rt, batch in plan.raw]
     devices = sorted({r["device"] for r in raws})
-    header = [f"machine: {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}, device {', '.join(devices)}, "
-              f"model {args.model_dir}",
-              f"plan {args.plan}: {duration:g} s per cell after {plan.warmup_s:g} s of warm-up, load from scripts/loadgen.py "
-              f"({plan.loadgen_processes} processes) on the same machine, max_wait_ms=5; server start-up "
-              + ", ".join(f"{k}: {v:.0f} s" for k, v in starts.items())]
+    header = [
+        f"machine: {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}, device {', '.join(devices)}, "
+        f"model {args.model_dir}",
+        f"plan {args.plan}: {duration:g} s per cell after {plan.warmup_s:g} s of warm-up, load from scripts/loadgen.py "
+        f"({plan.loadgen_processes} processes) on the same machine, max_wait_ms=5; server start-up "
+        + ", ".join(f"{k}: {v:.0f} s" for k, v in starts.items()),
+    ]
     text = table(rows, raws, header)
     concurrencies = sorted({c for r in rows for c in [r["concurrency"]]})
     key = 256 if 256 in concurrencies else max(concurrencies)
     text += "\n" + "\n".join(headline(rows, raws, key)) + "\n"
     (args.out / "table.md").write_text(text)
-    (args.out / "results.json").write_text(json.dumps({"plan": args.plan, "header": header, "cells": rows, "raw": raws,
-                                                        "startup_s": starts, "args": {k: str(v) for k, v in vars(args).items()}},
-                                                       indent=2, default=str) + "\n")
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "plan": args.plan,
+                "header": header,
+                "cells": rows,
+                "raw": raws,
+                "startup_s": starts,
+                "args": {k: str(v) for k, v in vars(args).items()},
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     print(text)
 
 

@@ -65,12 +65,33 @@ def free_port() -> int:
 
 def start_server(model_dir: str, max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_MAX_BATCH_SIZE": str(max_batch),
-           "CIFAR10_MAX_WAIT_MS": str(max_wait_ms), "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "CIFAR10_MODEL_DIR": model_dir,
+        "CIFAR10_MAX_BATCH_SIZE": str(max_batch),
+        "CIFAR10_MAX_WAIT_MS": str(max_wait_ms),
+        "CIFAR10_LOG_LEVEL": "warning",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "app.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url)
@@ -130,8 +151,10 @@ def multipart_bodies(images: list[bytes], folder: Path) -> list[Path]:
     """One single-image multipart body per sample, as files wrk's Lua can read."""
     paths = []
     for i, data in enumerate(images):
-        body = (b"--cifar10benchboundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n"
-                b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--cifar10benchboundary--\r\n")
+        body = (
+            b'--cifar10benchboundary\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--cifar10benchboundary--\r\n"
+        )
         path = folder / f"body{i}.bin"
         path.write_bytes(body)
         paths.append(path)
@@ -143,12 +166,20 @@ def load(url: str, bodies: list[Path], script: Path, concurrency: int, duration:
     env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
     out = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     ok = result["requests"] - result["errors"]
-    return {"rps": ok / result["seconds"], "p50": result["p50"], "p95": result["p95"], "p99": result["p99"],
-            "errors": result["errors"]}
+    return {
+        "rps": ok / result["seconds"],
+        "p50": result["p50"],
+        "p95": result["p95"],
+        "p99": result["p99"],
+        "errors": result["errors"],
+    }
 
 
 def raw_ceiling(model_dir: str, images: list[bytes], seconds: float) -> float:
@@ -171,7 +202,9 @@ def raw_ceiling(model_dir: str, images: list[bytes], seconds: float) -> float:
     return n / (time.perf_counter() - started)
 
 
-def measure_servers(args: argparse.Namespace, levels: list[int], bodies: list[Path], script: Path) -> list[tuple[str, int, dict[str, float]]]:
+def measure_servers(
+    args: argparse.Namespace, levels: list[int], bodies: list[Path], script: Path
+) -> list[tuple[str, int, dict[str, float]]]:
     """One server per configuration; one wrk run per concurrency level."""
     rows = []
     for label, max_batch in (("batching on (max 64)", 64), ("batching off (max 1)", 1)):
@@ -215,13 +248,17 @@ def main() -> None:
     print("| configuration | concurrency | requests/s | p50 ms | p95 ms | p99 ms | mean batch | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, c, r in rows:
-        print(f"| {label} | {c} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['batch']:.1f} | {r['errors']} |")
+        print(
+            f"| {label} | {c} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['batch']:.1f} | {r['errors']} |"
+        )
     print(f"| raw SavedModel, batch 64, in-process | - | {ceiling:.1f} images/s | | | | 64 | |")
     on = {c: r for label, c, r in rows if label.startswith("batching on")}
     off = {c: r for label, c, r in rows if label.startswith("batching off")}
     if 64 in on and 64 in off:
-        print(f"\nat concurrency 64: batching on / off = {on[64]['rps'] / off[64]['rps']:.2f}x; "
-              f"on / raw ceiling = {on[64]['rps'] / ceiling:.2f}x; p99 {on[64]['p99']:.0f} ms")
+        print(
+            f"\nat concurrency 64: batching on / off = {on[64]['rps'] / off[64]['rps']:.2f}x; "
+            f"on / raw ceiling = {on[64]['rps'] / ceiling:.2f}x; p99 {on[64]['p99']:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -41,12 +41,16 @@ def predict_request(host: str, port: int, images: list[bytes]) -> bytes:
     field = "file" if len(images) == 1 else "files"
     parts = [
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{i}.jpg"\r\n'
-        f"Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n"
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        + data
+        + b"\r\n"
         for i, data in enumerate(images)
     ]
     body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
-    head = (f"POST /predict?top_k=1 HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST /predict?top_k=1 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -61,7 +65,9 @@ class _Job:
     start_at: float  # time.time() at which every process starts, so windows line up
 
 
-async def _connection(job: _Job, measure_from: float, stop_at: float, latencies: list[float], statuses: dict[int, int]) -> None:
+async def _connection(
+    job: _Job, measure_from: float, stop_at: float, latencies: list[float], statuses: dict[int, int]
+) -> None:
     reader, writer = await asyncio.open_connection(job.host, job.port, limit=1 << 22)
     try:
         while True:
@@ -91,7 +97,10 @@ async def _run(job: _Job) -> tuple[list[float], dict[int, int]]:
     measure_from, stop_at = now + job.warmup_s, now + job.warmup_s + job.duration_s
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    tasks = [asyncio.ensure_future(_connection(job, measure_from, stop_at, latencies, statuses)) for _ in range(job.connections)]
+    tasks = [
+        asyncio.ensure_future(_connection(job, measure_from, stop_at, latencies, statuses))
+        for _ in range(job.connections)
+    ]
     # A connection the server never answers (never accepted, or a request left hanging)
     # must not hold the benchmark forever: it counts as an error (-2) and is dropped.
     _, pending = await asyncio.wait(tasks, timeout=job.warmup_s + job.duration_s + GRACE_S)
@@ -111,8 +120,9 @@ def _process(job: _Job) -> tuple[list[float], dict[int, int]]:
         return asyncio.run(_run(job))
 
 
-def run_load(host: str, port: int, request: bytes, concurrency: int, duration_s: float,
-             warmup_s: float = 1.0, processes: int = 1) -> dict[str, float | int | dict[int, int]]:
+def run_load(
+    host: str, port: int, request: bytes, concurrency: int, duration_s: float, warmup_s: float = 1.0, processes: int = 1
+) -> dict[str, float | int | dict[int, int]]:
     """Drive `concurrency` connections for warm-up + duration; return the measured window's
     requests/s, p50/p99 ms and status counts (-1: connection errors, -2: no answer
     within GRACE_S after the window)."""

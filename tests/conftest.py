@@ -43,7 +43,9 @@ def png_bytes(pixels: np.ndarray, mode: str | None = None, fmt: str = "PNG", **s
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(pixels, mode=mode).save(buf, format=fmt, **save) if mode else Image.fromarray(pixels).save(buf, format=fmt, **save)
+    Image.fromarray(pixels, mode=mode).save(buf, format=fmt, **save) if mode else Image.fromarray(pixels).save(
+        buf, format=fmt, **save
+    )
     return buf.getvalue()
 
 

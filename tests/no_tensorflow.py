@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-SITECUSTOMIZE = '''import sys
+SITECUSTOMIZE = """import sys
 
 
 class _NoTensorFlow:
@@ -19,7 +19,7 @@ class _NoTensorFlow:
 
 
 sys.meta_path.insert(0, _NoTensorFlow())
-'''
+"""
 
 
 def env_without_tensorflow(folder: Path, **extra: str) -> dict[str, str]:

@@ -31,7 +31,10 @@ def test_gpu_compose_runs_the_jax_runtime_on_jax_image() -> None:
     assert gpu["environment"]["CIFAR10_RUNTIME"] == "${CIFAR10_RUNTIME:-jax}"
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["api"]["environment"]
-    assert base["CIFAR10_RUNTIME"] == "${CIFAR10_RUNTIME:-tensorflow}" and base["CIFAR10_WORKERS"] == "${CIFAR10_WORKERS:-1}"
+    assert (
+        base["CIFAR10_RUNTIME"] == "${CIFAR10_RUNTIME:-tensorflow}"
+        and base["CIFAR10_WORKERS"] == "${CIFAR10_WORKERS:-1}"
+    )
 
 
 def test_settings_take_the_runtime_and_workers(monkeypatch) -> None:

@@ -45,7 +45,9 @@ def test_settings_table_lists_every_setting_with_its_default() -> None:
     fields = {f"{PREFIX}{name}".upper(): field for name, field in Settings.model_fields.items() if name not in INTERNAL}
     assert sorted(table) == sorted(fields)
     for variable, field in fields.items():
-        assert same(table[variable], field.default), f"{variable}: docs say {table[variable]!r}, settings.py {field.default!r}"
+        assert same(table[variable], field.default), (
+            f"{variable}: docs say {table[variable]!r}, settings.py {field.default!r}"
+        )
 
 
 def test_compose_defaults_are_the_settings_defaults() -> None:
@@ -57,7 +59,9 @@ def test_compose_defaults_are_the_settings_defaults() -> None:
         match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value))
         assert match and match[1] == variable, f"{variable}: {value!r} is not ${{{variable}:-default}}"
         if variable in fields and variable != f"{PREFIX}MODEL_DIR":  # the image's own path
-            assert same(match[2], fields[variable].default), f"{variable}: compose {match[2]!r}, settings.py {fields[variable].default!r}"
+            assert same(match[2], fields[variable].default), (
+                f"{variable}: compose {match[2]!r}, settings.py {fields[variable].default!r}"
+            )
             checked += 1
     assert checked > 10
 

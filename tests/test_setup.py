@@ -13,8 +13,9 @@ SCRIPT = ROOT / "scripts" / "system-packages.sh"
 
 
 def run(path: str, *pairs: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/bin/bash", str(SCRIPT), *pairs], env={**os.environ, "PATH": path},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["/bin/bash", str(SCRIPT), *pairs], env={**os.environ, "PATH": path}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_present_commands_install_nothing() -> None:
@@ -33,11 +34,14 @@ def test_missing_package_without_apt_get_is_named_in_one_line(tmp_path: Path) ->
     done = run(str(bin_dir), "no-such-command-here:no-such-package")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "missing system packages: no-such-package; install them with: sudo apt-get install no-such-package"]
+        "missing system packages: no-such-package; install them with: sudo apt-get install no-such-package"
+    ]
 
 
 def test_make_test_checks_the_browser_packages_first() -> None:
-    plan = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+    plan = subprocess.run(
+        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     lines = plan.splitlines()
     check = next(i for i, line in enumerate(lines) if "system-packages.sh" in line)
     assert "chromium:chromium" in lines[check] and "chromedriver:chromium-driver" in lines[check]

@@ -72,7 +72,9 @@ def steps_for(cfg: TrainConfig, train_images: int, max_steps: int | None) -> tup
 def _fresh_weights(cfg: TrainConfig, seed: int) -> tuple[list[Any], list[Any]]:
     keras.utils.set_random_seed(seed)
     model = build_model(cfg.arch, **cfg.model_options())
-    return [jnp.asarray(v.value) for v in model.trainable_variables], [jnp.asarray(v.value) for v in model.non_trainable_variables]
+    return [jnp.asarray(v.value) for v in model.trainable_variables], [
+        jnp.asarray(v.value) for v in model.non_trainable_variables
+    ]
 
 
 class _Whitening:
@@ -93,7 +95,12 @@ class _Whitening:
 
 
 def train_seeds(
-    cfg: TrainConfig, seeds: list[int], out: Path, data: Dataset | None = None, max_steps: int | None = None, warmup: bool = True
+    cfg: TrainConfig,
+    seeds: list[int],
+    out: Path,
+    data: Dataset | None = None,
+    max_steps: int | None = None,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     """Train `cfg` once per seed into `out/seed-<n>`; write and return the summary."""
     if keras.backend.backend() != "jax":
@@ -116,10 +123,17 @@ def train_seeds(
     loop = DeviceLoop(model, eval_model, optimizer, cfg.label_smoothing)
     whitening = _Whitening(eval_model, jnp.asarray(x_train[:WHITENING_IMAGES]))
     per_epoch, total = steps_for(cfg, len(x_train), max_steps)
-    lrs = lr_table(WarmupWarmdown(peak_lr(cfg), total, cfg.warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total)
+    lrs = lr_table(
+        WarmupWarmdown(peak_lr(cfg), total, cfg.warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total
+    )
     options: dict[str, Any] = {
-        "epochs": total / per_epoch, "batch": cfg.batch_size, "lrs": lrs, "whiten_bias_epochs": cfg.whiten_bias_epochs,
-        "lookahead": cfg.lookahead, "tta_level": cfg.tta_level, "fit_whitening": whitening,
+        "epochs": total / per_epoch,
+        "batch": cfg.batch_size,
+        "lrs": lrs,
+        "whiten_bias_epochs": cfg.whiten_bias_epochs,
+        "lookahead": cfg.lookahead,
+        "tta_level": cfg.tta_level,
+        "fit_whitening": whitening,
     }
     y_train_dev = jnp.asarray(y_train)
 
@@ -141,29 +155,48 @@ def train_seeds(
         result = run_loop(loop, init, jax.random.key(seed + 1_000_003), padded, y_train_dev, x_val, y_val, **options)
         acc, acc_tta, parity = _evaluate(loop, result, x_val, y_val, cfg.tta_level)
         row = {
-            "seed": seed, "val_accuracy": acc, "val_accuracy_tta": acc_tta,
+            "seed": seed,
+            "val_accuracy": acc,
+            "val_accuracy_tta": acc_tta,
             "val_accuracy_train_precision": result.val_accuracy_train_precision,
             "val_accuracy_tta_train_precision": result.val_accuracy_tta_train_precision,
-            "train_seconds": round(result.train_seconds, 3), "eval_seconds": round(result.eval_seconds, 3), "steps": result.steps,
+            "train_seconds": round(result.train_seconds, 3),
+            "eval_seconds": round(result.eval_seconds, 3),
+            "steps": result.steps,
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
         run_metrics.append(
-            _write_run(out / f"seed-{seed}", cfg.replace(seed=seed), eval_model, result, row, data, len(train_idx), len(val_idx), parity)
+            _write_run(
+                out / f"seed-{seed}",
+                cfg.replace(seed=seed),
+                eval_model,
+                result,
+                row,
+                data,
+                len(train_idx),
+                len(val_idx),
+                parity,
+            )
         )
 
     summary = _summary(cfg, rows, warmup_seconds)
     # metrics.json last, once the seeds' statistics exist: every run's card carries those
     # of the seeds it was one of, and a run folder without it reads as unfinished.
     for row, metrics in zip(rows, run_metrics, strict=True):
-        metrics.update(compile_seconds=summary["compile_seconds"], warmup_run_seconds=summary["warmup_run_seconds"],
-                       seed_statistics=summary["statistics"])
+        metrics.update(
+            compile_seconds=summary["compile_seconds"],
+            warmup_run_seconds=summary["warmup_run_seconds"],
+            seed_statistics=summary["statistics"],
+        )
         (out / f"seed-{row['seed']}" / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _evaluate(loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_level: int) -> tuple[float, float, dict[str, Any]]:
+def _evaluate(
+    loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_level: int
+) -> tuple[float, float, dict[str, Any]]:
     """Accuracy of the float32 network (what export ships), and its parity batch."""
     tv, ntv = result.trainable, result.non_trainable
     acc = float(loop.accuracy(tv, ntv, x_val, y_val, level=0, full_precision=True))
@@ -178,29 +211,48 @@ def _evaluate(loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_
 
 
 def _write_run(
-    out: Path, cfg: TrainConfig, model: keras.Model, result: LoopResult, row: dict[str, Any],
-    data: Dataset, n_train: int, n_val: int, parity: dict[str, Any],
+    out: Path,
+    cfg: TrainConfig,
+    model: keras.Model,
+    result: LoopResult,
+    row: dict[str, Any],
+    data: Dataset,
+    n_train: int,
+    n_val: int,
+    parity: dict[str, Any],
 ) -> dict[str, Any]:
     """Write a run folder but its metrics.json, and return those metrics."""
     out.mkdir(parents=True)
     (out / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
-    for variable, value in zip(model.trainable_variables + model.non_trainable_variables,
-                               result.trainable + result.non_trainable, strict=True):
+    for variable, value in zip(
+        model.trainable_variables + model.non_trainable_variables, result.trainable + result.non_trainable, strict=True
+    ):
         variable.assign(np.asarray(value))
     model.save_weights(out / WEIGHTS_FILE)
     np.savez(out / PARITY_FILE, **parity)
     write_history(out / HISTORY_FILE, result.history)
     return {
-        "arch": cfg.arch, "params": int(model.count_params()), "epochs": cfg.epochs, **row,
-        "backend": keras.backend.backend(), "device": device_name(),
+        "arch": cfg.arch,
+        "params": int(model.count_params()),
+        "epochs": cfg.epochs,
+        **row,
+        "backend": keras.backend.backend(),
+        "device": device_name(),
         "precision": "bfloat16 compute, float32 batch norm and weights" if cfg.mixed_precision else "float32",
-        "data_source": data.source, "data_sha256": data.sha256, "train_images": n_train, "val_images": n_val,
+        "data_source": data.source,
+        "data_sha256": data.sha256,
+        "train_images": n_train,
+        "val_images": n_val,
     }
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def _summary(cfg: TrainConfig, rows: list[dict[str, Any]], warmup_seconds: float | None) -> dict[str, Any]:
@@ -210,13 +262,26 @@ def _summary(cfg: TrainConfig, rows: list[dict[str, Any]], warmup_seconds: float
     compile_seconds = None if warmup_seconds is None else round(warmup_seconds - timed, 2)
     ranked = sorted(rows, key=lambda r: (r["val_accuracy_tta"], r["seed"]))
     median = ranked[(len(ranked) - 1) // 2]
-    keys = ("val_accuracy", "val_accuracy_tta", "val_accuracy_train_precision", "val_accuracy_tta_train_precision",
-            "train_seconds", "eval_seconds")
+    keys = (
+        "val_accuracy",
+        "val_accuracy_tta",
+        "val_accuracy_train_precision",
+        "val_accuracy_tta_train_precision",
+        "train_seconds",
+        "eval_seconds",
+    )
     return {
-        "preset": cfg.preset, "config": cfg.to_json(), "device": device_name(), "backend": keras.backend.backend(),
-        "jax": jax.__version__, "keras": keras.__version__, "host_cpus": os.cpu_count(),
-        "compile_seconds": compile_seconds, "warmup_run_seconds": None if warmup_seconds is None else round(warmup_seconds, 2),
-        "runs": rows, "statistics": {k: _stats([float(r[k]) for r in rows]) for k in keys},
+        "preset": cfg.preset,
+        "config": cfg.to_json(),
+        "device": device_name(),
+        "backend": keras.backend.backend(),
+        "jax": jax.__version__,
+        "keras": keras.__version__,
+        "host_cpus": os.cpu_count(),
+        "compile_seconds": compile_seconds,
+        "warmup_run_seconds": None if warmup_seconds is None else round(warmup_seconds, 2),
+        "runs": rows,
+        "statistics": {k: _stats([float(r[k]) for r in rows]) for k in keys},
         "median_seed": median["seed"],
     }
 

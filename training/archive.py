@@ -85,5 +85,9 @@ def add_archive(version: Path) -> dict[str, Any]:
 
 def archive_record(diff: float) -> dict[str, Any]:
     """What the model card says about the archive."""
-    return {"file": contract.KERAS_ARCHIVE_FILE, "parity_max_abs_diff": diff, "keras": keras.__version__,
-            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    return {
+        "file": contract.KERAS_ARCHIVE_FILE,
+        "parity_max_abs_diff": diff,
+        "keras": keras.__version__,
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

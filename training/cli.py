@@ -39,19 +39,36 @@ def _presets_epilog() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m training", description=__doc__, epilog=_presets_epilog(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="python -m training",
+        description=__doc__,
+        epilog=_presets_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model into a run folder", epilog=_presets_epilog(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help="start from a named configuration (listed below)")
+    t = sub.add_parser(
+        "train",
+        help="train a model into a run folder",
+        epilog=_presets_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument(
+        "--preset", choices=list(PRESETS), metavar="NAME", help="start from a named configuration (listed below)"
+    )
     add_config_flags(t)
-    t.add_argument("--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders")
+    t.add_argument(
+        "--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders"
+    )
     # Not --no-warmup: --warmup is the learning rate's warm-up fraction (a TrainConfig field).
-    t.add_argument("--no-warmup-run", action="store_true",
-                   help="airbench only: skip the untimed run on random labels that compiles everything first")
-    t.add_argument("--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps")
+    t.add_argument(
+        "--no-warmup-run",
+        action="store_true",
+        help="airbench only: skip the untimed run on random labels that compiles everything first",
+    )
+    t.add_argument(
+        "--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps"
+    )
     t.add_argument("--out", required=True, type=Path, help="run folder to write (must be new or empty)")
     t.add_argument("--force", action="store_true", help="replace the run folder --out if it holds a run")
 
@@ -65,8 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
     v.add_argument("saved_model", type=Path, help="a SavedModel folder or a versioned model folder")
     v.add_argument("--data", default=DEFAULT_DATA)
-    v.add_argument("--split", choices=["train", "val", "test"], default="val",
-                   help="train/val: the training source split as the model card records; test: the source's test split")
+    v.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="val",
+        help="train/val: the training source split as the model card records; test: the source's test split",
+    )
     v.add_argument("--tta", action="store_true", help="use the serving_tta signature (mirror test-time augmentation)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
@@ -85,7 +106,7 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """"0-7" -> [0, ..., 7]; "0,3,5" -> [0, 3, 5]."""
+    """ "0-7" -> [0, ..., 7]; "0,3,5" -> [0, 3, 5]."""
     seeds: list[int] = []
     for part in text.split(","):
         first, _, last = part.strip().partition("-")
@@ -156,7 +177,9 @@ def _run(args: argparse.Namespace) -> None:
                 card = add_archive(version)
             except ArchiveError as exc:
                 raise UsageError(str(exc)) from exc
-            print(f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})")
+            print(
+                f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})"
+            )
     else:
         from training.evaluate import evaluate, format_report
 

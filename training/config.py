@@ -17,7 +17,7 @@ class TrainConfig:
     widths: tuple[int, ...] = (64, 128, 128)  # fast and airbench: channels of the three blocks
     stem: str = "conv"  # fast only: "conv" (trained 3x3) or "whiten" (airbench's frozen 2x2 whitening)
     data_format: str = "auto"  # fast only, training only: "auto" = channels_first under PyTorch
-    bias_lr_scale: float = 1.0  # fast, airbench: batch-norm bias learning rate / base (fast: 1 = plain affine batch norm)
+    bias_lr_scale: float = 1.0  # fast, airbench: batch-norm bias learning rate / base (1 = plain batch norm)
     dirac: bool = False  # fast only: block convs start as identities
     lookahead: bool = False  # average the weights as airbench does (training.lookahead)
     epochs: float = 8  # passes over the training split; fractional for airbench only (9.9: the last pass cut short)
@@ -25,10 +25,10 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
     lr: float = 0.2  # peak learning rate, reached after the warm-up; airbench: per 1,024 examples (its unit)
     momentum: float = 0.9  # SGD momentum (fraction of the old velocity kept)
-    weight_decay: float = 5e-4  # decoupled decay per unit of learning rate, not on BN or biases; airbench: per 1,024 examples
+    weight_decay: float = 5e-4  # decoupled decay per unit of lr, not on BN or biases; airbench: per 1,024 examples
     l2: float = 0.0  # seed only: L2 penalty coefficient on kernels, added to the loss
     warmup: float = 0.2  # fraction of all steps over which the learning rate ramps up
-    initial_lr_fraction: float = 0.0  # airbench only: learning rate at step 0, as a fraction of the peak (others start at 0)
+    initial_lr_fraction: float = 0.0  # airbench only: learning rate at step 0, as a fraction of the peak
     final_lr_fraction: float = 0.0  # learning rate at the last step, as a fraction of the peak
     whiten_bias_epochs: int | None = None  # airbench only: epochs after which the whitening bias stops training
     label_smoothing: float = 0.2  # probability mass spread evenly over all classes
@@ -74,9 +74,23 @@ class TrainConfig:
 # per 1,024 examples, which training.airbench_train turns into PyTorch SGD values for
 # a summed loss. Batch-norm biases learn 64x faster with the same decay per step.
 AIRBENCH94 = TrainConfig(
-    arch="airbench", widths=(64, 256, 256), epochs=9.9, batch_size=1024, lr=11.5, momentum=0.85,
-    weight_decay=0.0153, bias_lr_scale=64.0, warmup=0.23, initial_lr_fraction=0.2, final_lr_fraction=0.07,
-    label_smoothing=0.2, translate=2, flip=True, lookahead=True, whiten_bias_epochs=3, tta_level=2,
+    arch="airbench",
+    widths=(64, 256, 256),
+    epochs=9.9,
+    batch_size=1024,
+    lr=11.5,
+    momentum=0.85,
+    weight_decay=0.0153,
+    bias_lr_scale=64.0,
+    warmup=0.23,
+    initial_lr_fraction=0.2,
+    final_lr_fraction=0.07,
+    label_smoothing=0.2,
+    translate=2,
+    flip=True,
+    lookahead=True,
+    whiten_bias_epochs=3,
+    tta_level=2,
     mixed_precision=True,
 )
 
@@ -93,7 +107,13 @@ PRESETS: dict[str, TrainConfig] = {
     # lr 0.2 -> 0.4 and decay 5e-4 -> 0.016, 88.34% with lookahead too (89.03 +- 0.78 over seeds 0-2).
     # On the CPU, seed 0: 87.84% after 9 epochs, 88.20% after 10 (saved_models/cifar10/4, 40.1 min).
     "cpu88": TrainConfig(
-        arch="fast", widths=(64, 192, 192), stem="whiten", epochs=10, batch_size=256, lr=0.4, weight_decay=0.016,
+        arch="fast",
+        widths=(64, 192, 192),
+        stem="whiten",
+        epochs=10,
+        batch_size=256,
+        lr=0.4,
+        weight_decay=0.016,
         lookahead=True,
     ),
     # Wider blocks and bf16 for a GPU.
@@ -102,13 +122,29 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # The seed network with a modern schedule and augmentation (the shipped seed model).
     "seed": TrainConfig(
-        arch="seed", epochs=15, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
-        l2=1e-4, warmup=0.05, label_smoothing=0.0,
+        arch="seed",
+        epochs=15,
+        batch_size=128,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        l2=1e-4,
+        warmup=0.05,
+        label_smoothing=0.0,
     ),
     # The tutorial's own recipe: Adam 1e-4, batch 64, 100 epochs, no augmentation.
     "tutorial": TrainConfig(
-        arch="seed", epochs=100, batch_size=64, optimizer="adam", lr=1e-4, weight_decay=0.0,
-        l2=1e-4, warmup=0.0, final_lr_fraction=1.0, label_smoothing=0.0, translate=0,
+        arch="seed",
+        epochs=100,
+        batch_size=64,
+        optimizer="adam",
+        lr=1e-4,
+        weight_decay=0.0,
+        l2=1e-4,
+        warmup=0.0,
+        final_lr_fraction=1.0,
+        label_smoothing=0.0,
+        translate=0,
         flip=False,
     ),
 }

@@ -181,7 +181,9 @@ def _from_batches(batches: dict[str, bytes], split: str, where: str) -> tuple[np
         except Exception as exc:  # pickle raises many types on garbage
             raise DataError(f"{where}/{name}: not a CIFAR-10 pickle batch ({exc})") from exc
         if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(batch_labels):
-            raise DataError(f"{where}/{name}: expected data [N, 3072] and N labels, got {data.shape} and {len(batch_labels)}")
+            raise DataError(
+                f"{where}/{name}: expected data [N, 3072] and N labels, got {data.shape} and {len(batch_labels)}"
+            )
         # The official layout is channel-major: 1024 red, then green, then blue values.
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(batch_labels)

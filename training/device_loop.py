@@ -50,7 +50,9 @@ class DeviceLoop:
     the weights travel as arrays.
     """
 
-    def __init__(self, model: keras.Model, eval_model: keras.Model, optimizer: TorchSGD, label_smoothing: float) -> None:
+    def __init__(
+        self, model: keras.Model, eval_model: keras.Model, optimizer: TorchSGD, label_smoothing: float
+    ) -> None:
         self.model = model
         self.eval_model = eval_model
         self.optimizer = optimizer
@@ -62,7 +64,9 @@ class DeviceLoop:
         self.lookahead = jax.jit(self._lookahead, donate_argnums=(0, 1))
         self.logits = jax.jit(self._logits, static_argnames=("level", "full_precision"))
 
-    def _step(self, state: tuple[list[Any], list[Any], list[Any]], xs: Any, ys: Any, i: Any, lr: Any) -> tuple[Any, Any]:
+    def _step(
+        self, state: tuple[list[Any], list[Any], list[Any]], xs: Any, ys: Any, i: Any, lr: Any
+    ) -> tuple[Any, Any]:
         trainable, non_trainable, opt = state
         x, y = xs[i], ys[i]
         target = jax.nn.one_hot(y, NUM_CLASSES) * (1.0 - self.label_smoothing) + self.label_smoothing / NUM_CLASSES
@@ -94,15 +98,21 @@ class DeviceLoop:
         with jax.default_matmul_precision("highest") if full_precision else contextlib.nullcontext():
             return tta_logits(forward, x, level)
 
-    def accuracy(self, trainable: list[Any], non_trainable: list[Any], x: Any, y: Any, level: int, full_precision: bool) -> Any:
+    def accuracy(
+        self, trainable: list[Any], non_trainable: list[Any], x: Any, y: Any, level: int, full_precision: bool
+    ) -> Any:
         """Accuracy on the device (not read back), in batches of EVAL_BATCH."""
         n = x.shape[0]
         pad = -n % EVAL_BATCH
         xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        preds = jnp.concatenate([
-            self.logits(trainable, non_trainable, xp[i : i + EVAL_BATCH], level=level, full_precision=full_precision).argmax(1)
-            for i in range(0, xp.shape[0], EVAL_BATCH)
-        ])[:n]
+        preds = jnp.concatenate(
+            [
+                self.logits(
+                    trainable, non_trainable, xp[i : i + EVAL_BATCH], level=level, full_precision=full_precision
+                ).argmax(1)
+                for i in range(0, xp.shape[0], EVAL_BATCH)
+            ]
+        )[:n]
         return jnp.mean(preds == y)
 
 
@@ -114,7 +124,9 @@ def epoch_batches(key: Any, padded: Any, labels: Any, mirror: Any, steps: int, b
     size = IMAGE_SHAPE[0]
     r = (padded.shape[1] - size) // 2
     shifts = jax.random.randint(crop_key, (padded.shape[0], 2), 0, 2 * r + 1)
-    crops = jax.vmap(lambda im, s: jax.lax.dynamic_slice(im, (s[0], s[1], 0), (size, size, im.shape[-1])))(padded, shifts)
+    crops = jax.vmap(lambda im, s: jax.lax.dynamic_slice(im, (s[0], s[1], 0), (size, size, im.shape[-1])))(
+        padded, shifts
+    )
     crops = jnp.where(mirror, crops[:, :, ::-1], crops)
     order = jax.random.permutation(perm_key, padded.shape[0])[: steps * batch]
     return crops[order].reshape(steps, batch, *crops.shape[1:]), labels[order].reshape(steps, batch)
@@ -177,7 +189,9 @@ def run_loop(
             opt[scale_index] = jnp.zeros_like(opt[scale_index])  # frozen from here on
             state = (state[0], state[1], opt)
         key, epoch_key = jax.random.split(key)
-        xs, ys = epoch_batches_jit(epoch_key, padded, labels, jnp.asarray(epoch % 2 == 1), steps=steps_per_epoch, batch=batch)
+        xs, ys = epoch_batches_jit(
+            epoch_key, padded, labels, jnp.asarray(epoch % 2 == 1), steps=steps_per_epoch, batch=batch
+        )
         epoch_loss = []
         for i in range(steps_per_epoch):
             state, loss = loop.step(state, xs, ys, np.int32(i), lrs[step])
@@ -202,7 +216,8 @@ def run_loop(
     tta = float(tta)
     eval_seconds = time.perf_counter() - started
     history = [
-        {"epoch": i + 1, "loss": float(loss), "val_accuracy": float(acc)} for i, (loss, acc) in enumerate(zip(losses, val_accs, strict=True))
+        {"epoch": i + 1, "loss": float(loss), "val_accuracy": float(acc)}
+        for i, (loss, acc) in enumerate(zip(losses, val_accs, strict=True))
     ]
     return LoopResult(state[0], state[1], train_seconds, eval_seconds, step, history[-1]["val_accuracy"], tta, history)
 

@@ -17,7 +17,9 @@ from training.metrics import classification_report, format_report
 __all__ = ["evaluate", "format_report"]
 
 
-def evaluate(saved_model: Path, data: str, split: str = "val", tta: bool = False, batch_size: int = 500) -> dict[str, Any]:
+def evaluate(
+    saved_model: Path, data: str, split: str = "val", tta: bool = False, batch_size: int = 500
+) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix on `split`, through
     `serving_default` (or `serving_tta` with `tta`).
 
@@ -39,10 +41,14 @@ def evaluate(saved_model: Path, data: str, split: str = "val", tta: bool = False
         images, labels = ds.images[idx], ds.labels[idx]
     signature = contract.TTA_SIGNATURE if tta else contract.SERVING_SIGNATURE
     serve = tf.saved_model.load(str(path)).signatures[signature]
-    preds = np.concatenate([
-        serve(image=tf.constant(images[i : i + batch_size]))[contract.PROBABILITIES].numpy().argmax(1)
-        for i in range(0, len(images), batch_size)
-    ])
+    preds = np.concatenate(
+        [
+            serve(image=tf.constant(images[i : i + batch_size]))[contract.PROBABILITIES].numpy().argmax(1)
+            for i in range(0, len(images), batch_size)
+        ]
+    )
     report = classification_report(labels, preds)
-    report.update({"model": str(path), "signature": signature, "split": split, "images": len(labels), "data_sha256": ds.sha256})
+    report.update(
+        {"model": str(path), "signature": signature, "split": split, "images": len(labels), "data_sha256": ds.sha256}
+    )
     return report

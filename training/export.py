@@ -30,7 +30,11 @@ from training.config import TrainConfig
 from training.run_folder import CONFIG_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE, RunFolderError, check_finished
 
 PARITY_ATOL = 1e-4  # max |Δp| between the trained model and the SavedModel, float32
-TTA_DESCRIPTION = {0: "no augmentation (as serving_default)", 1: "mirror-averaged", 2: "averaged over the mirror and two one-pixel shifts (six views)"}
+TTA_DESCRIPTION = {
+    0: "no augmentation (as serving_default)",
+    1: "mirror-averaged",
+    2: "averaged over the mirror and two one-pixel shifts (six views)",
+}
 TRAINING_RECORD = ("precision", "compile_seconds", "warmup_run_seconds", "eval_seconds", "steps", "seed_statistics")
 
 
@@ -77,8 +81,16 @@ class _Servable(tf.Module):
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
@@ -145,14 +157,18 @@ def _check_parity(saved: Path, parity_file: Path) -> float:
     maps = loaded.signatures[contract.FEATURE_MAPS_SIGNATURE](image=batch)
     diff = max(float(np.max(np.abs(probs - expected))), float(np.max(np.abs(tta - expected_tta))))
     if diff > PARITY_ATOL:
-        raise ExportError(f"SavedModel disagrees with the trained model: max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e}; nothing written")
+        raise ExportError(
+            f"SavedModel disagrees with the trained model: max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e}; nothing written"
+        )
     feature_diff = float(np.max(np.abs(maps[contract.PROBABILITIES].numpy() - probs)))
     if feature_diff > 1e-6:
         raise ExportError(f"feature_maps and serving_default disagree by {feature_diff:.2e}; nothing written")
     return diff
 
 
-def _model_card(cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, saved: Path, parity: float) -> dict[str, Any]:
+def _model_card(
+    cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, saved: Path, parity: float
+) -> dict[str, Any]:
     layer_shapes = {name: list(model.get_layer(name).output.shape[1:]) for name in feature_layers(cfg.arch)}
     return {
         # For the record: the service names a model by the folder it serves, as this does.
@@ -164,15 +180,33 @@ def _model_card(cfg: TrainConfig, metrics: dict[str, Any], model: keras.Model, s
         "signatures": [contract.SERVING_SIGNATURE, contract.FEATURE_MAPS_SIGNATURE, contract.TTA_SIGNATURE],
         "feature_layers": layer_shapes,
         "test_time_augmentation": f"none in {contract.SERVING_SIGNATURE}; {TTA_DESCRIPTION[cfg.tta_level]} in {contract.TTA_SIGNATURE}",
-        "data": {"source": metrics.get("data_source"), "sha256": metrics.get("data_sha256"),
-                 "train_images": metrics.get("train_images"), "val_images": metrics.get("val_images"),
-                 "val_split": {"size": cfg.val_size, "seed": cfg.split_seed, "method": "stratified"}},
-        "metrics": {"val_accuracy": metrics.get("val_accuracy"), "val_accuracy_tta": metrics.get("val_accuracy_tta"),
-                    "per_class_accuracy": metrics.get("per_class_accuracy")},
-        "training": {"epochs": cfg.epochs, "train_seconds": metrics.get("train_seconds"), "device": metrics.get("device"),
-                     "keras_backend": metrics.get("backend"), "preset": cfg.preset, "config": cfg.to_json(),
-                     # The GPU trainer's record: precision, compilation, the timed evaluation, the other seeds.
-                     **{k: metrics[k] for k in TRAINING_RECORD if k in metrics}},
-        "export": {"parity_max_abs_diff": parity, "tensorflow": tf.__version__, "keras": keras.__version__,
-                   "git_commit": git_commit(), "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+        "data": {
+            "source": metrics.get("data_source"),
+            "sha256": metrics.get("data_sha256"),
+            "train_images": metrics.get("train_images"),
+            "val_images": metrics.get("val_images"),
+            "val_split": {"size": cfg.val_size, "seed": cfg.split_seed, "method": "stratified"},
+        },
+        "metrics": {
+            "val_accuracy": metrics.get("val_accuracy"),
+            "val_accuracy_tta": metrics.get("val_accuracy_tta"),
+            "per_class_accuracy": metrics.get("per_class_accuracy"),
+        },
+        "training": {
+            "epochs": cfg.epochs,
+            "train_seconds": metrics.get("train_seconds"),
+            "device": metrics.get("device"),
+            "keras_backend": metrics.get("backend"),
+            "preset": cfg.preset,
+            "config": cfg.to_json(),
+            # The GPU trainer's record: precision, compilation, the timed evaluation, the other seeds.
+            **{k: metrics[k] for k in TRAINING_RECORD if k in metrics},
+        },
+        "export": {
+            "parity_max_abs_diff": parity,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "git_commit": git_commit(),
+            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
     }

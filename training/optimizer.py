@@ -67,7 +67,9 @@ class TorchSGD(keras.optimizers.Optimizer):
         super().build(variables)
         self.momentums = self.add_optimizer_variables(variables, "momentum")
         self.group_scales = {
-            g.name: self.add_variable(shape=(), initializer=keras.initializers.Constant(g.lr_scale), name=f"{g.name}_lr_scale")
+            g.name: self.add_variable(
+                shape=(), initializer=keras.initializers.Constant(g.lr_scale), name=f"{g.name}_lr_scale"
+            )
             for g in self.groups
         }
         self._group_of: dict[int, ParamGroup | None] = {}

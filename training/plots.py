@@ -38,8 +38,15 @@ def plot_confusion(counts: np.ndarray, names: Sequence[str], path: Path) -> None
     threshold = counts.max() / 2
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if counts[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if counts[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -43,7 +43,9 @@ class WarmupWarmdown(keras.optimizers.schedules.LearningRateSchedule):
     PyTorch's LambdaLR gives it when `scheduler.step()` follows each `optimizer.step()`.
     """
 
-    def __init__(self, peak: float, total_steps: int, warmup: float = 0.23, start: float = 0.2, end: float = 0.07) -> None:
+    def __init__(
+        self, peak: float, total_steps: int, warmup: float = 0.23, start: float = 0.2, end: float = 0.07
+    ) -> None:
         self.peak = peak
         self.total_steps = max(total_steps, 1)
         self.warmup_steps = int(self.total_steps * warmup)
@@ -63,4 +65,10 @@ class WarmupWarmdown(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak * self.factor(step)
 
     def get_config(self) -> dict[str, Any]:
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup, "start": self.start, "end": self.end}
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup": self.warmup,
+            "start": self.start,
+            "end": self.end,
+        }

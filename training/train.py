@@ -55,7 +55,11 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     if cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
     elif cfg.optimizer == "adam":
-        opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay) if decay else keras.optimizers.Adam(schedule)
+        opt = (
+            keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+            if decay
+            else keras.optimizers.Adam(schedule)
+        )
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
     if decay:
@@ -184,7 +188,9 @@ def _build(cfg: TrainConfig, x_train: np.ndarray, steps: int) -> tuple[keras.Mod
     return model, options
 
 
-def _fit(cfg: TrainConfig, model: keras.Model, split: _Split, epochs: int, steps: int, out: Path) -> tuple[list[dict[str, float]], float]:
+def _fit(
+    cfg: TrainConfig, model: keras.Model, split: _Split, epochs: int, steps: int, out: Path
+) -> tuple[list[dict[str, float]], float]:
     """The epochs, each on freshly augmented data; the history is rewritten after each."""
     rng = np.random.default_rng(cfg.seed)
     flip_mask = rng.random(len(split.x_train)) < 0.5
@@ -203,20 +209,30 @@ def _fit(cfg: TrainConfig, model: keras.Model, split: _Split, epochs: int, steps
         x = translate(x, cfg.translate, rng)
         print(f"epoch {epoch + 1}/{epochs}", flush=True)
         fit = model.fit(
-            x, y_train_onehot[order], batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=verbose, callbacks=callbacks
+            x,
+            y_train_onehot[order],
+            batch_size=cfg.batch_size,
+            epochs=1,
+            shuffle=False,
+            verbose=verbose,
+            callbacks=callbacks,
         )
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
         has_val = len(split.x_val) > 0
-        val_loss, val_acc = model.evaluate(split.x_val, y_val_onehot, batch_size=500, verbose=0) if has_val else (float("nan"),) * 2
-        history.append({
-            "epoch": epoch + 1,
-            "loss": float(fit.history["loss"][-1]),
-            "accuracy": float(fit.history["accuracy"][-1]),
-            "val_loss": float(val_loss),
-            "val_accuracy": float(val_acc),
-            "seconds": round(epoch_seconds, 2),
-        })
+        val_loss, val_acc = (
+            model.evaluate(split.x_val, y_val_onehot, batch_size=500, verbose=0) if has_val else (float("nan"),) * 2
+        )
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(fit.history["loss"][-1]),
+                "accuracy": float(fit.history["accuracy"][-1]),
+                "val_loss": float(val_loss),
+                "val_accuracy": float(val_acc),
+                "seconds": round(epoch_seconds, 2),
+            }
+        )
         print(f"  val_accuracy {val_acc:.4f}  ({epoch_seconds:.0f} s)", flush=True)
         write_history(out / HISTORY_FILE, history)
     return history, train_seconds
@@ -229,7 +245,9 @@ def _float32_copy(cfg: TrainConfig, model: keras.Model, options: dict[str, Any])
     return float32
 
 
-def _after_training(model: keras.Model, split: _Split, metrics: dict[str, Any], history: list[dict[str, float]], out: Path) -> None:
+def _after_training(
+    model: keras.Model, split: _Split, metrics: dict[str, Any], history: list[dict[str, float]], out: Path
+) -> None:
     """Validation metrics, the parity batch, metrics.json and the plots."""
     if len(split.x_val):
         print(f"validating on {len(split.x_val)} held-out images, with and without mirror TTA", flush=True)

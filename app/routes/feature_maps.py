@@ -26,7 +26,9 @@ def _select_layers(requested: str | None, available: list[str]) -> list[str]:
     names = [n.strip() for n in requested.split(",") if n.strip()]
     unknown = [n for n in names if n not in available]
     if unknown or not names:
-        raise InvalidRequest(f"unknown layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(available)}")
+        raise InvalidRequest(
+            f"unknown layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(available)}"
+        )
     return names
 
 
@@ -60,12 +62,18 @@ async def feature_maps(
     (result,) = await run_batched(inference, [upload.pixels], request.receive)
     if format == "png":
         png = encode_png(channel_grid(result[chosen[0]]))
-        return Response(png, media_type="image/png", headers={"X-Layer": chosen[0], "X-Layer-Shape": ",".join(map(str, result[chosen[0]].shape))})
+        return Response(
+            png,
+            media_type="image/png",
+            headers={"X-Layer": chosen[0], "X-Layer-Shape": ",".join(map(str, result[chosen[0]].shape))},
+        )
     # A dict, not FeatureMapsResponse: validating ~100k floats through pydantic would
     # cost more than the model run (response_model still documents the shape).
-    return JSONResponse({
-        "model": {"name": model.name, "version": model.version},
-        "prediction": to_prediction(result["probabilities"], model.classes, upload.filename, top_k),
-        "input_png_base64": base64.b64encode(encode_png(upload.pixels)).decode(),
-        "layers": [{"name": n, "shape": list(result[n].shape), "values": result[n].tolist()} for n in chosen],
-    })
+    return JSONResponse(
+        {
+            "model": {"name": model.name, "version": model.version},
+            "prediction": to_prediction(result["probabilities"], model.classes, upload.filename, top_k),
+            "input_png_base64": base64.b64encode(encode_png(upload.pixels)).decode(),
+            "layers": [{"name": n, "shape": list(result[n].shape), "values": result[n].tolist()} for n in chosen],
+        }
+    )

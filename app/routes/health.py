@@ -34,9 +34,15 @@ metrics_router = APIRouter(tags=["operations"])
 
 
 @metrics_router.get(
-    "/metrics", response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
-               401: {"model": ErrorResponse, "description": "missing or invalid API key"}},
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text format",
+        },
+        401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+    },
 )
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format."""

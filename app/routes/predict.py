@@ -15,6 +15,7 @@ from app.uploads import read_uploads
 
 router = APIRouter(tags=["inference"])
 
+
 def multipart_body(properties: dict[str, Any], required: dict[str, Any]) -> dict[str, Any]:
     """`openapi_extra` for a multipart body: uploads are parsed by hand (app/uploads.py),
     so FastAPI cannot derive their schema."""
@@ -24,23 +25,33 @@ def multipart_body(properties: dict[str, Any], required: dict[str, Any]) -> dict
 
 IMAGE_FILE = {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, WebP, GIF, BMP, TIFF)"}
 PREDICT_BODY = multipart_body(
-    {"file": {**IMAGE_FILE, "description": "one image"}, "files": {"type": "array", "items": IMAGE_FILE, "description": "several images"}},
+    {
+        "file": {**IMAGE_FILE, "description": "one image"},
+        "files": {"type": "array", "items": IMAGE_FILE, "description": "several images"},
+    },
     {"anyOf": [{"required": ["file"]}, {"required": ["files"]}]},
 )
+
+
 def reject_unknown_query(request: Request, allowed: frozenset[str]) -> None:
     """422 for query parameters the route does not take, as the schema says: a typo
     such as `topk=5` would otherwise be ignored in silence."""
     unknown = request.query_params.keys() - allowed
     if unknown:
-        raise InvalidRequest(f"unknown query parameter(s) {', '.join(sorted(map(repr, unknown)))[:200]}; this route takes {', '.join(sorted(allowed))}")
+        raise InvalidRequest(
+            f"unknown query parameter(s) {', '.join(sorted(map(repr, unknown)))[:200]}; this route takes {', '.join(sorted(allowed))}"
+        )
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
-        401: "missing or invalid API key", 413: "body, file count or image dimensions over the limits",
-        415: "not an image", 422: "empty, corrupt or truncated image, or a bad parameter",
-        429: "at capacity (requests in progress or queued images); see Retry-After", 503: "not ready or shutting down",
+        401: "missing or invalid API key",
+        413: "body, file count or image dimensions over the limits",
+        415: "not an image",
+        422: "empty, corrupt or truncated image, or a bad parameter",
+        429: "at capacity (requests in progress or queued images); see Retry-After",
+        503: "not ready or shutting down",
         504: "decoding and inference did not finish within the request deadline",
     }.items()
 }
@@ -61,7 +72,11 @@ async def predict(
     uploads = await read_uploads(request, inference, settings.max_images_per_request)
     results = await run_batched(inference, [u.pixels for u in uploads], request.receive)
     # Built as dicts (see inference.to_prediction); response_model still documents them.
-    return JSONResponse({
-        "model": {"name": model.name, "version": model.version},
-        "predictions": [to_prediction(p, model.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)],
-    })
+    return JSONResponse(
+        {
+            "model": {"name": model.name, "version": model.version},
+            "predictions": [
+                to_prediction(p, model.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)
+            ],
+        }
+    )

@@ -25,24 +25,70 @@ from model.classes import IMAGE_SHAPE
 router = APIRouter(tags=["tensorflow-serving"])
 
 # A 2x2 red PNG and a black 32x32 pixel list: the example must itself be a valid body.
-EXAMPLE = {"instances": [{"b64": "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR42mM8oaHBwMDAxMDAwMDAAAAN6gEcJklYAwAAAABJRU5ErkJggg=="}, [[[0, 0, 0]] * 32] * 32]}
-_PIXELS = {
-    "type": "array", "minItems": 32, "maxItems": 32, "description": "32x32x3 whole numbers 0-255, [row][column][R, G, B]",
-    "items": {"type": "array", "minItems": 32, "maxItems": 32,
-              "items": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number", "multipleOf": 1, "minimum": 0, "maximum": 255}}},
+EXAMPLE = {
+    "instances": [
+        {
+            "b64": "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR42mM8oaHBwMDAxMDAwMDAAAAN6gEcJklYAwAAAABJRU5ErkJggg=="
+        },
+        [[[0, 0, 0]] * 32] * 32,
+    ]
 }
-_INSTANCE = {"oneOf": [
-    _PIXELS,
-    {"type": "object", "properties": {"b64": {"type": "string", "description": "base64 of an image file"}}, "required": ["b64"], "additionalProperties": False},
-    {"type": "object", "properties": {contract.INPUT_NAME: _PIXELS}, "required": [contract.INPUT_NAME], "additionalProperties": False},
-]}
-_INSTANCES = {"type": "array", "items": _INSTANCE, "minItems": 1, "description": "at most CIFAR10_MAX_IMAGES_PER_REQUEST (64)"}
+_PIXELS = {
+    "type": "array",
+    "minItems": 32,
+    "maxItems": 32,
+    "description": "32x32x3 whole numbers 0-255, [row][column][R, G, B]",
+    "items": {
+        "type": "array",
+        "minItems": 32,
+        "maxItems": 32,
+        "items": {
+            "type": "array",
+            "minItems": 3,
+            "maxItems": 3,
+            "items": {"type": "number", "multipleOf": 1, "minimum": 0, "maximum": 255},
+        },
+    },
+}
+_INSTANCE = {
+    "oneOf": [
+        _PIXELS,
+        {
+            "type": "object",
+            "properties": {"b64": {"type": "string", "description": "base64 of an image file"}},
+            "required": ["b64"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {contract.INPUT_NAME: _PIXELS},
+            "required": [contract.INPUT_NAME],
+            "additionalProperties": False,
+        },
+    ]
+}
+_INSTANCES = {
+    "type": "array",
+    "items": _INSTANCE,
+    "minItems": 1,
+    "description": "at most CIFAR10_MAX_IMAGES_PER_REQUEST (64)",
+}
 BODY_SCHEMA = {
     "type": "object",
     "properties": {
         "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE]},
         "instances": _INSTANCES,
-        "inputs": {"oneOf": [_INSTANCES, {"type": "object", "properties": {contract.INPUT_NAME: _INSTANCES}, "required": [contract.INPUT_NAME], "additionalProperties": False}]},
+        "inputs": {
+            "oneOf": [
+                _INSTANCES,
+                {
+                    "type": "object",
+                    "properties": {contract.INPUT_NAME: _INSTANCES},
+                    "required": [contract.INPUT_NAME],
+                    "additionalProperties": False,
+                },
+            ]
+        },
     },
     "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
     "additionalProperties": False,
@@ -73,7 +119,9 @@ def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
             return decode_image(data, max_pixels, where)
         if contract.INPUT_NAME in instance and len(instance) == 1:
             return _pixels(instance[contract.INPUT_NAME], index, max_pixels)
-        raise InvalidRequest(f"{where}: expected {{'b64': ...}}, {{'{contract.INPUT_NAME}': ...}} or a 32x32x3 pixel list")
+        raise InvalidRequest(
+            f"{where}: expected {{'b64': ...}}, {{'{contract.INPUT_NAME}': ...}} or a 32x32x3 pixel list"
+        )
     try:
         arr = np.asarray(instance)  # 32x32x3 numbers: 24 KB, not an image-sized copy
     except (TypeError, ValueError, OverflowError, RecursionError):
@@ -108,11 +156,15 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
         raise InvalidJSON("the body must be a JSON object with 'instances' or 'inputs'")
     unknown = set(body) - {"signature_name", "instances", "inputs"}
     if unknown or ("instances" in body and "inputs" in body):
-        raise InvalidJSON("the body takes 'instances' or 'inputs' (not both) and optionally 'signature_name'"
-                          + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else ""))
+        raise InvalidJSON(
+            "the body takes 'instances' or 'inputs' (not both) and optionally 'signature_name'"
+            + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else "")
+        )
     signature = body.get("signature_name", contract.SERVING_SIGNATURE)
     if signature != contract.SERVING_SIGNATURE:
-        raise InvalidRequest(f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}")
+        raise InvalidRequest(
+            f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}"
+        )
     instances = body.get("instances", body.get("inputs"))
     if isinstance(instances, dict) and set(instances) == {contract.INPUT_NAME}:
         instances = instances[contract.INPUT_NAME]
@@ -127,14 +179,18 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
     "/v1/models/{model_name}:predict",
     response_model=TFServingResponse,
     responses=TF_ERRORS,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA, "example": EXAMPLE}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA, "example": EXAMPLE}}}
+    },
 )
 async def tf_serving_predict(model_name: ModelName, request: Request, inference: PredictDep) -> JSONResponse:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
     settings = inference.settings
     _check_name(model_name, inference.model.name)
     raw = await request.body()
-    (images,) = await off_loop(inference, [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)])
+    (images,) = await off_loop(
+        inference, [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)]
+    )
     results = await run_batched(inference, images, request.receive)
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 
@@ -145,5 +201,7 @@ async def model_info(model_name: ModelName, model: ModelDep) -> dict[str, Any]:
     plus TF Serving's `model_version_status`."""
     _check_name(model_name, model.name)
     info = model.info()
-    info["model_version_status"] = [{"version": model.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
+    info["model_version_status"] = [
+        {"version": model.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
     return info

@@ -35,6 +35,7 @@ def _import_keras_jax() -> Any:
     import keras
 
     import model.architectures  # noqa: F401  registers the custom layers the archive names
+
     return keras
 
 
@@ -44,10 +45,14 @@ class JaxRuntime:
     def __init__(self, path: Path, layer_order: Sequence[str]) -> None:
         archive = path / contract.KERAS_ARCHIVE_FILE
         if not archive.is_file():
-            raise ModelLoadError(f"{archive} is missing: the jax runtime loads the Keras archive "
-                                 "(add one with `python -m training archive <version folder>`)")
+            raise ModelLoadError(
+                f"{archive} is missing: the jax runtime loads the Keras archive "
+                "(add one with `python -m training archive <version folder>`)"
+            )
         if not layer_order:
-            raise ModelLoadError(f"{path}: the jax runtime takes the feature layers from the model card, which lists none")
+            raise ModelLoadError(
+                f"{path}: the jax runtime takes the feature layers from the model card, which lists none"
+            )
         keras = _import_keras_jax()
         import jax
         import jax.numpy as jnp

@@ -43,7 +43,9 @@ class SavedModelRuntime:
         _, kwargs = fn.structured_input_signature
         spec = kwargs.get(contract.INPUT_NAME)
         if spec is None or spec.dtype != self._tf.uint8 or tuple(spec.shape[1:]) != IMAGE_SHAPE:
-            raise ModelLoadError(f"{self.path}: signature input must be {contract.INPUT_NAME!r} uint8 [N, 32, 32, 3], got {kwargs}")
+            raise ModelLoadError(
+                f"{self.path}: signature input must be {contract.INPUT_NAME!r} uint8 [N, 32, 32, 3], got {kwargs}"
+            )
         if contract.PROBABILITIES not in fn.structured_outputs:
             raise ModelLoadError(f"{self.path}: signature lacks the {contract.PROBABILITIES!r} output")
 

@@ -71,8 +71,13 @@ def start(model_dir: str) -> tuple[subprocess.Popen[bytes], str, float]:
     port = bench.free_port()
     env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     while time.monotonic() - started < 300:
         if proc.poll() is not None:
@@ -87,7 +92,9 @@ def start(model_dir: str) -> tuple[subprocess.Popen[bytes], str, float]:
     raise RuntimeError("server not ready in 300 s")
 
 
-def phase(proc: subprocess.Popen[bytes], url: str, bodies: list[Path], script: Path, concurrency: int, seconds: float) -> dict[str, float]:
+def phase(
+    proc: subprocess.Popen[bytes], url: str, bodies: list[Path], script: Path, concurrency: int, seconds: float
+) -> dict[str, float]:
     cpu_before, wall_before = cpu_seconds(proc.pid), time.monotonic()
     with Sampler(proc.pid) as sampler:
         result = bench.load(url, bodies, script, concurrency, seconds)
@@ -113,8 +120,13 @@ def large_images(proc: subprocess.Popen[bytes], url: str, concurrency: int, roun
 
     with Sampler(proc.pid) as sampler, ThreadPoolExecutor(concurrency) as pool:
         statuses = list(pool.map(post, range(concurrency * rounds)))
-    return {"concurrency": concurrency, "png_bytes": len(body), "ok": statuses.count(200), "requests": len(statuses),
-            "peak_rss_mib": sampler.peak / 1024}
+    return {
+        "concurrency": concurrency,
+        "png_bytes": len(body),
+        "ok": statuses.count(200),
+        "requests": len(statuses),
+        "peak_rss_mib": sampler.peak / 1024,
+    }
 
 
 def main() -> None:
@@ -124,7 +136,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     images = bench.sample_images()
-    out: dict[str, object] = {"machine": f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}"}
+    out: dict[str, object] = {
+        "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}"
+    }
     proc, url, ready_s = start(args.model_dir)
     try:
         out["ready_seconds"] = ready_s
@@ -150,8 +164,12 @@ def main() -> None:
             script.write_text(bench.WRK_SCRIPT)
             bodies = bench.multipart_bodies(images, folder)
             env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
-            wrk = subprocess.Popen(["wrk", "-t1", f"-c{args.concurrency}", "-d5s", "-s", str(script), url], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wrk = subprocess.Popen(
+                ["wrk", "-t1", f"-c{args.concurrency}", "-d5s", "-s", str(script), url],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(2)
             term = time.monotonic()
             proc.terminate()
@@ -163,18 +181,24 @@ def main() -> None:
             proc.kill()
             proc.wait()
     print(json.dumps(out, indent=2))
-    print(f"\nready after {out['ready_seconds']:.1f} s; RSS warm {out['warm_rss_mib']:.0f} MiB, "
-          f"after load {out['after_load_rss_mib']:.0f} MiB, peak (VmHWM) {out['peak_rss_mib']:.0f} MiB; "
-          f"SIGTERM to exit {out['sigterm_to_exit_seconds']:.1f} s")
+    print(
+        f"\nready after {out['ready_seconds']:.1f} s; RSS warm {out['warm_rss_mib']:.0f} MiB, "
+        f"after load {out['after_load_rss_mib']:.0f} MiB, peak (VmHWM) {out['peak_rss_mib']:.0f} MiB; "
+        f"SIGTERM to exit {out['sigterm_to_exit_seconds']:.1f} s"
+    )
     print("| load | concurrency | requests/s | p99 ms | CPU cores used | peak RSS MiB | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, c in (("predict", args.concurrency), ("feature_maps", 16)):
         r = out[name]
         assert isinstance(r, dict)
-        print(f"| /{name.replace('_', '-')} | {c} | {r['rps']:.1f} | {r['p99']:.0f} | {r['cpu_cores']:.2f} | {r['peak_rss_mib']:.0f} | {r['errors']:.0f} |")
+        print(
+            f"| /{name.replace('_', '-')} | {c} | {r['rps']:.1f} | {r['p99']:.0f} | {r['cpu_cores']:.2f} | {r['peak_rss_mib']:.0f} | {r['errors']:.0f} |"
+        )
     big = out["large_images"]
     assert isinstance(big, dict)
-    print(f"| /predict, 36 MP PNGs | {big['concurrency']} | | | | {big['peak_rss_mib']:.0f} | {big['requests'] - big['ok']} |")
+    print(
+        f"| /predict, 36 MP PNGs | {big['concurrency']} | | | | {big['peak_rss_mib']:.0f} | {big['requests'] - big['ok']} |"
+    )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def _set_images(doc: dict[str, Any], images: list[dict[str, str]]) -> None:
         for image in images:
             if image["name"] == name:
                 new = image.get("newName", name)
-                container["image"] = f"{new}@{image['digest']}" if "digest" in image else f"{new}:{image.get('newTag', 'latest')}"
+                container["image"] = (
+                    f"{new}@{image['digest']}" if "digest" in image else f"{new}:{image.get('newTag', 'latest')}"
+                )
 
 
 def render(folder: Path) -> list[dict[str, Any]]:
@@ -111,8 +113,12 @@ def render(folder: Path) -> list[dict[str, Any]]:
             raise RenderError(f"{folder}: only kind/name patch targets are implemented: {target}")
         ops = yaml.safe_load((folder / patch["path"]).read_text())
         if not isinstance(ops, list):
-            raise RenderError(f"{folder / patch['path']}: only JSON 6902 patches (a list of operations) are implemented")
-        matched = [i for i, d in enumerate(docs) if d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]]
+            raise RenderError(
+                f"{folder / patch['path']}: only JSON 6902 patches (a list of operations) are implemented"
+            )
+        matched = [
+            i for i, d in enumerate(docs) if d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]
+        ]
         if not matched:
             raise RenderError(f"{folder}: patch {patch['path']} matches no resource")
         for i in matched:
@@ -124,7 +130,9 @@ def render(folder: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overlay", help=f"one of {sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir())}, or a folder")
+    parser.add_argument(
+        "overlay", help=f"one of {sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir())}, or a folder"
+    )
     args = parser.parse_args()
     folder = OVERLAYS / args.overlay if (OVERLAYS / args.overlay).is_dir() else Path(args.overlay)
     try:

@@ -14,7 +14,12 @@ from model import contract
 from model.classes import CLASS_NAMES
 
 # The feature layers of the fast network with a conv stem, 8 channels wide (as tests/conftest.py trains it).
-LAYERS: dict[str, tuple[int, int, int]] = {"stem": (32, 32, 8), "block1": (16, 16, 8), "block2": (8, 8, 8), "block3": (4, 4, 8)}
+LAYERS: dict[str, tuple[int, int, int]] = {
+    "stem": (32, 32, 8),
+    "block1": (16, 16, 8),
+    "block2": (8, 8, 8),
+    "block3": (4, 4, 8),
+}
 
 
 def write_fake_model(model_dir: Path, version: int = 1) -> Path:
@@ -23,8 +28,12 @@ def write_fake_model(model_dir: Path, version: int = 1) -> Path:
     (folder / "assets").mkdir(parents=True)
     (folder / "saved_model.pb").write_bytes(b"")
     (folder / "assets" / contract.LABELS_FILE).write_text("\n".join(CLASS_NAMES) + "\n")
-    card = {"architecture": "fake", "parameters": 0, "feature_layers": {k: list(v) for k, v in LAYERS.items()},
-            "metrics": {"val_accuracy": 0.5}}
+    card = {
+        "architecture": "fake",
+        "parameters": 0,
+        "feature_layers": {k: list(v) for k, v in LAYERS.items()},
+        "metrics": {"val_accuracy": 0.5},
+    }
     (folder / contract.MODEL_CARD_FILE).write_text(json.dumps(card))
     return model_dir
 

@@ -83,7 +83,12 @@ async def test_predict_many_files_keeps_upload_order(client) -> None:
         pytest.param({"file": ("e.png", b"", "image/png")}, 422, "invalid_image", id="empty-file"),
         pytest.param({"file": ("t.txt", b"just text", "text/plain")}, 415, "unsupported_image", id="not-an-image"),
         pytest.param({"other": ("a.png", png_bytes(PIXELS[0]), "image/png")}, 422, "invalid_request", id="wrong-field"),
-        pytest.param([("files", (f"{i}.png", png_bytes(PIXELS[0]), "image/png")) for i in range(5)], 413, "payload_too_large", id="too-many-files"),
+        pytest.param(
+            [("files", (f"{i}.png", png_bytes(PIXELS[0]), "image/png")) for i in range(5)],
+            413,
+            "payload_too_large",
+            id="too-many-files",
+        ),
     ],
 )
 async def test_predict_bad_uploads(client, files, status: int, code: str) -> None:
@@ -123,7 +128,9 @@ async def test_body_over_limit_while_streaming(client) -> None:
             yield b"\0" * 16384
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = await client.post("/predict", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    r = await client.post(
+        "/predict", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert_error(r, 413, "payload_too_large")
 
 
@@ -134,7 +141,9 @@ async def test_not_multipart(client) -> None:
 
 @pytest.mark.parametrize("top_k", ["0", "11", "abc"])
 async def test_bad_top_k(client, top_k: str) -> None:
-    r = await client.post("/predict", params={"top_k": top_k}, files={"file": ("a.png", png_bytes(PIXELS[0]), "image/png")})
+    r = await client.post(
+        "/predict", params={"top_k": top_k}, files={"file": ("a.png", png_bytes(PIXELS[0]), "image/png")}
+    )
     error = assert_error(r, 422, "invalid_request")
     assert "top_k" in error["message"]
 
@@ -145,7 +154,9 @@ async def test_feature_maps_json_all_layers(client) -> None:
     body = r.json()
     FeatureMapsResponse.model_validate(body)
     info = (await client.get("/v1/models/cifar10")).json()
-    assert [(layer["name"], layer["shape"]) for layer in body["layers"]] == [(layer["name"], layer["shape"]) for layer in info["layers"]]
+    assert [(layer["name"], layer["shape"]) for layer in body["layers"]] == [
+        (layer["name"], layer["shape"]) for layer in info["layers"]
+    ]
     for layer in body["layers"]:
         assert np.asarray(layer["values"]).shape == tuple(layer["shape"])
     model_input = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["input_png_base64"]))))
@@ -155,19 +166,27 @@ async def test_feature_maps_json_all_layers(client) -> None:
 
 
 async def test_feature_maps_selected_layers(client) -> None:
-    r = await client.post("/feature-maps", params={"layers": "block2,stem"}, files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")})
+    r = await client.post(
+        "/feature-maps", params={"layers": "block2,stem"}, files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")}
+    )
     assert r.status_code == 200
     assert [layer["name"] for layer in r.json()["layers"]] == ["block2", "stem"]
 
 
 async def test_feature_maps_unknown_layer_lists_valid_ones(client) -> None:
-    r = await client.post("/feature-maps", params={"layers": "conv9"}, files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")})
+    r = await client.post(
+        "/feature-maps", params={"layers": "conv9"}, files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")}
+    )
     error = assert_error(r, 422, "invalid_request")
     assert "conv9" in error["message"] and "stem, block1, block2, block3" in error["message"]
 
 
 async def test_feature_maps_png(client) -> None:
-    r = await client.post("/feature-maps", params={"format": "png", "layer": "block1"}, files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")})
+    r = await client.post(
+        "/feature-maps",
+        params={"format": "png", "layer": "block1"},
+        files={"file": ("a.png", png_bytes(PIXELS[1]), "image/png")},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "image/png"
     img = Image.open(io.BytesIO(r.content))
@@ -210,13 +229,28 @@ async def test_tf_serving_formats_agree_with_predict(client) -> None:
         pytest.param(b"[1, 2]", 400, "invalid_json", id="not-an-object"),
         pytest.param(b'{"instances": []}', 400, "invalid_json", id="empty-instances"),
         pytest.param(b'{"instances": [[1, 2, 3]]}', 422, "invalid_request", id="wrong-shape"),
-        pytest.param(json.dumps({"instances": [np.full((32, 32, 3), 300).tolist()]}).encode(), 422, "invalid_request", id="out-of-range"),
-        pytest.param(json.dumps({"instances": [np.full((32, 32, 3), 0.5).tolist()]}).encode(), 422, "invalid_request", id="fractional"),
+        pytest.param(
+            json.dumps({"instances": [np.full((32, 32, 3), 300).tolist()]}).encode(),
+            422,
+            "invalid_request",
+            id="out-of-range",
+        ),
+        pytest.param(
+            json.dumps({"instances": [np.full((32, 32, 3), 0.5).tolist()]}).encode(),
+            422,
+            "invalid_request",
+            id="fractional",
+        ),
         pytest.param(b'{"instances": [{"b64": "***"}]}', 422, "invalid_request", id="bad-base64"),
         pytest.param(b'{"instances": [{"b64": "aGVsbG8="}]}', 415, "unsupported_image", id="b64-not-image"),
         pytest.param(b'{"instances": [{"x": 1}]}', 422, "invalid_request", id="unknown-key"),
         pytest.param(b'{"instances": [[1]], "signature_name": "other"}', 422, "invalid_request", id="bad-signature"),
-        pytest.param(json.dumps({"instances": [np.zeros((32, 32, 3), int).tolist()] * 5}).encode(), 413, "payload_too_large", id="too-many"),
+        pytest.param(
+            json.dumps({"instances": [np.zeros((32, 32, 3), int).tolist()] * 5}).encode(),
+            413,
+            "payload_too_large",
+            id="too-many",
+        ),
     ],
 )
 async def test_tf_serving_bad_bodies(client, body: bytes, status: int, code: str) -> None:
@@ -261,8 +295,13 @@ async def test_metrics(client) -> None:
     assert r.status_code == 200
     text = r.text
     assert 'cifar10_requests_total{endpoint="/predict",method="POST",status="200"}' in text
-    for name in ("cifar10_request_latency_seconds_bucket", "cifar10_batch_size_bucket", "cifar10_queue_wait_seconds_bucket",
-                 "cifar10_model_seconds_bucket", 'cifar10_queue_depth{batcher="predict"}'):
+    for name in (
+        "cifar10_request_latency_seconds_bucket",
+        "cifar10_batch_size_bucket",
+        "cifar10_queue_wait_seconds_bucket",
+        "cifar10_model_seconds_bucket",
+        'cifar10_queue_depth{batcher="predict"}',
+    ):
         assert name in text
 
 

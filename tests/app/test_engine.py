@@ -48,8 +48,10 @@ class FakeModel:
         return [np.full(10, float(x[0, 0, 0]), dtype=np.float32) for x in images]
 
     def feature_maps(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [{"stem": np.full((2, 2, 1), float(x[0, 0, 0]), np.float32), "probabilities": p}
-                for x, p in zip(images, self.predict(images), strict=True)]
+        return [
+            {"stem": np.full((2, 2, 1), float(x[0, 0, 0]), np.float32), "probabilities": p}
+            for x, p in zip(images, self.predict(images), strict=True)
+        ]
 
 
 def image(value: int) -> np.ndarray:
@@ -57,11 +59,17 @@ def image(value: int) -> np.ndarray:
 
 
 @asynccontextmanager
-async def engine_on(tmp_path: Path, model: FakeModel, max_batch_size: int = 8, max_queue: int = 64) -> AsyncIterator[tuple[Engine, Path]]:
+async def engine_on(
+    tmp_path: Path, model: FakeModel, max_batch_size: int = 8, max_queue: int = 64
+) -> AsyncIterator[tuple[Engine, Path]]:
     executor = ThreadPoolExecutor(max_workers=1)
     options: dict[str, Any] = {"max_batch_size": max_batch_size, "max_wait_s": 0.02, "max_queue": max_queue}
-    host = ModelHost(SimpleNamespace(info=INFO), executor, Batcher(model.predict, executor, **options),  # type: ignore[arg-type]
-                     Batcher(model.feature_maps, executor, **options))
+    host = ModelHost(
+        SimpleNamespace(info=INFO),
+        executor,
+        Batcher(model.predict, executor, **options),  # type: ignore[arg-type]
+        Batcher(model.feature_maps, executor, **options),
+    )
     host.predict_batcher.start()
     host.feature_batcher.start()
     engine = Engine(host, Settings(model_dir=tmp_path))

@@ -21,7 +21,13 @@ def test_api_tests_run_without_tensorflow_keras_or_training(tmp_path: Path) -> N
     assert NO_TRAINING_OR_KERAS != SITECUSTOMIZE
     env = env_without_tensorflow(tmp_path / "blocked")
     (tmp_path / "blocked" / "sitecustomize.py").write_text(NO_TRAINING_OR_KERAS)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "tests/app/test_api.py"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "tests/app/test_api.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout.splitlines()[-1]

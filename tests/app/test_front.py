@@ -25,13 +25,16 @@ IMAGES = [png_bytes(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype
 
 
 @asynccontextmanager
-async def front(model_dir: Path, tmp_path: Path, engine_settings: dict[str, Any] | None = None,
-                **front_settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def front(
+    model_dir: Path, tmp_path: Path, engine_settings: dict[str, Any] | None = None, **front_settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(model_dir, **(engine_settings or {}))
     engine = Engine(await start_model(settings, Metrics()), settings)
     await engine.listen(tmp_path / "engine.sock")
     try:
-        async with serving(make_settings(model_dir, engine_socket=tmp_path / "engine.sock", **front_settings)) as client:
+        async with serving(
+            make_settings(model_dir, engine_socket=tmp_path / "engine.sock", **front_settings)
+        ) as client:
             yield client
     finally:
         await engine.stop(fronts_timeout_s=0)
@@ -56,7 +59,9 @@ async def test_front_answers_as_one_process_does(tiny_model: Path, tmp_path: Pat
         np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-6)
     assert remote_maps.status_code == 200
     assert [layer["name"] for layer in remote_maps.json()["layers"]] == ["stem", "block1", "block2", "block3"]
-    np.testing.assert_allclose(remote_maps.json()["layers"][1]["values"], local_maps.json()["layers"][1]["values"], atol=1e-6)
+    np.testing.assert_allclose(
+        remote_maps.json()["layers"][1]["values"], local_maps.json()["layers"][1]["values"], atol=1e-6
+    )
     assert info.status_code == 200 and info.json()["layers"][1] == {"name": "block1", "shape": [16, 16, 8]}
 
 
@@ -66,7 +71,9 @@ async def test_front_maps_the_model_process_errors(tiny_model: Path, tmp_path: P
         assert_error(r, 429, "overloaded")
         assert r.headers["retry-after"] == "3"
     async with front(tiny_model, tmp_path) as client:
-        async with serving(make_settings(tiny_model, engine_socket=tmp_path / "engine.sock", request_timeout_s=1e-6)) as hasty:
+        async with serving(
+            make_settings(tiny_model, engine_socket=tmp_path / "engine.sock", request_timeout_s=1e-6)
+        ) as hasty:
             assert_error(await hasty.post("/predict", files=files()), 504, "timeout")
         assert (await client.post("/predict", files=files())).status_code == 200
 

@@ -26,19 +26,36 @@ BOUNDARY = "hostile"
 
 
 def multipart(data: bytes = IMAGE) -> bytes:
-    return (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def scope(path: str = "/predict") -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-        "server": ("test", 80), "headers": [(b"host", b"test"), (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())],
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "headers": [(b"host", b"test"), (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())],
     }
 
 
-async def call(app: Any, messages: list[dict[str, Any]], after: Callable[[], Awaitable[None]] | None = None) -> list[dict[str, Any]]:
+async def call(
+    app: Any, messages: list[dict[str, Any]], after: Callable[[], Awaitable[None]] | None = None
+) -> list[dict[str, Any]]:
     """Run one request through the ASGI app: `messages` are what receive() returns,
     then it awaits `after` (if any) and reports a disconnect."""
     queue = list(messages)
@@ -72,7 +89,9 @@ OVER_FLOAT = json.dumps({"instances": [[[[0, 0, 0]] * 32] * 32]}).replace("[0, 0
         pytest.param(OVER_FLOAT_INT, 422, "invalid_request", id="integer-beyond-float"),
         pytest.param(OVER_FLOAT, 422, "invalid_request", id="float-beyond-range"),
         pytest.param(b"[" * 300_000, 413, "payload_too_large", id="too-many-values"),
-        pytest.param(b'{"instances": [1], "signature_name": {"a": 1}}', 422, "invalid_request", id="signature-not-a-string"),
+        pytest.param(
+            b'{"instances": [1], "signature_name": {"a": 1}}', 422, "invalid_request", id="signature-not-a-string"
+        ),
     ],
 )
 async def test_tf_serving_hostile_json_is_a_4xx(tiny_model, body: bytes, status: int, code: str) -> None:
@@ -91,7 +110,9 @@ async def test_images_decode_in_the_pool_not_on_the_event_loop(tiny_model, monke
 
     monkeypatch.setattr(uploads, "decode_image", recording)
     async with serving(make_settings(tiny_model)) as client:
-        r = await client.post("/predict", files=[("files", ("a.png", IMAGE, "image/png")), ("files", ("b.png", IMAGE, "image/png"))])
+        r = await client.post(
+            "/predict", files=[("files", ("a.png", IMAGE, "image/png")), ("files", ("b.png", IMAGE, "image/png"))]
+        )
         assert r.status_code == 200
     assert len(threads) == 2
     assert all(name.startswith("decode") for name in threads), threads
@@ -138,7 +159,9 @@ async def test_items_of_disconnected_clients_never_reach_the_model(tiny_model) -
         assert gone[0]["status"] == 499
         # A client that stays (it never disconnects): its image runs, in the same batch
         # window that would also have run the first image had it not been dropped.
-        stays = await call(manager.app, [{"type": "http.request", "body": multipart(), "more_body": False}], after=asyncio.Event().wait)
+        stays = await call(
+            manager.app, [{"type": "http.request", "body": multipart(), "more_body": False}], after=asyncio.Event().wait
+        )
         assert stays[0]["status"] == 200
         text = generate_latest(app.state.service.metrics.registry).decode()
     assert _predicted_images(text) == 1.0

@@ -209,7 +209,9 @@ def test_big_images_reduced_in_strips_match_the_full_size_path(mode: str) -> Non
     # size (the old path) must give nearly the same 32x32 pixels (a strip pasted in the
     # wrong place would differ by tens of levels on average).
     rng = np.random.default_rng(7)
-    base = Image.fromarray(rng.integers(0, 256, (11, 15, 3), dtype=np.uint8)).resize((1500, 1100), Image.Resampling.BICUBIC)
+    base = Image.fromarray(rng.integers(0, 256, (11, 15, 3), dtype=np.uint8)).resize(
+        (1500, 1100), Image.Resampling.BICUBIC
+    )
     if mode == "RGBA":
         alpha = Image.fromarray(np.tile(np.linspace(0, 255, 1500, dtype=np.uint8), (1100, 1)))
         img = base.copy()

@@ -48,17 +48,24 @@ def run_jax(model_dir: Path, images: np.ndarray, tmp_path: Path) -> tuple[dict[s
     np.savez(tmp_path / "in.npz", images=images)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(model_dir), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-        cwd=ROOT, env=env_without_tensorflow(tmp_path / "site"), capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env_without_tensorflow(tmp_path / "site"),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     with np.load(tmp_path / "out.npz") as out:
         return dict(out), json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("model_dir", [
-    pytest.param("tiny", id="tiny-exported-model"),
-    pytest.param(SHIPPED, id="shipped-default", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "model_dir",
+    [
+        pytest.param("tiny", id="tiny-exported-model"),
+        pytest.param(SHIPPED, id="shipped-default", marks=pytest.mark.slow),
+    ],
+)
 def test_jax_runtime_matches_the_savedmodel(model_dir, tiny_model: Path, tmp_path: Path) -> None:
     model_dir = tiny_model if model_dir == "tiny" else model_dir
     images = np.random.default_rng(3).integers(0, 256, (MAX_BATCH - 1, 32, 32, 3), dtype=np.uint8)
@@ -70,7 +77,9 @@ def test_jax_runtime_matches_the_savedmodel(model_dir, tiny_model: Path, tmp_pat
     for name, value in expected.feature_maps(list(images[:5]))[4].items():
         np.testing.assert_allclose(got[f"f_{name}"], value, atol=ATOL, rtol=0)
     # Warm-up compiled both functions at every batch size the batcher can form.
-    assert report["compiled"] == sorted([kind, size] for kind in ("feature_maps", "predict") for size in bucket_sizes(MAX_BATCH))
+    assert report["compiled"] == sorted(
+        [kind, size] for kind in ("feature_maps", "predict") for size in bucket_sizes(MAX_BATCH)
+    )
 
 
 def test_jax_runtime_refuses_a_process_whose_keras_uses_another_backend(tiny_model: Path) -> None:

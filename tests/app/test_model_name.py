@@ -14,22 +14,30 @@ from tests.app.conftest import make_settings, serving
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize(("folder", "name"), [
-    pytest.param("saved_models/cifar10", "cifar10", id="base-folder"),
-    pytest.param("saved_models/cifar10-seed", "cifar10-seed", id="seed-folder"),
-    pytest.param("models/tiny", "tiny", id="test-model"),
-    pytest.param("saved_models/cifar10/6", "cifar10", id="version-folder"),
-    pytest.param("/tmp/export/", "export", id="bare-savedmodel"),
-])
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [
+        pytest.param("saved_models/cifar10", "cifar10", id="base-folder"),
+        pytest.param("saved_models/cifar10-seed", "cifar10-seed", id="seed-folder"),
+        pytest.param("models/tiny", "tiny", id="test-model"),
+        pytest.param("saved_models/cifar10/6", "cifar10", id="version-folder"),
+        pytest.param("/tmp/export/", "export", id="bare-savedmodel"),
+    ],
+)
 def test_served_name_is_the_folder_name(folder: str, name: str) -> None:
     assert served_name(Path(folder)) == name
 
 
-@pytest.mark.parametrize(("setting", "served"), [
-    pytest.param(None, "tiny", id="from-folder"),
-    pytest.param("edge", "edge", id="from-setting"),
-])
-async def test_tf_serving_path_uses_the_served_name(tiny_model: Path, tmp_path: Path, setting: str | None, served: str) -> None:
+@pytest.mark.parametrize(
+    ("setting", "served"),
+    [
+        pytest.param(None, "tiny", id="from-folder"),
+        pytest.param("edge", "edge", id="from-setting"),
+    ],
+)
+async def test_tf_serving_path_uses_the_served_name(
+    tiny_model: Path, tmp_path: Path, setting: str | None, served: str
+) -> None:
     # tiny_model's card was written for a folder named cifar10; the folder served decides.
     folder = tmp_path / "tiny"
     folder.symlink_to(tiny_model, target_is_directory=True)

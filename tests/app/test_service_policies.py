@@ -21,7 +21,9 @@ async def test_api_keys(tiny_model) -> None:
     async with serving(make_settings(tiny_model, api_keys="k1, k2")) as client:
         files = {"file": ("a.png", IMAGE, "image/png")}
         assert_error(await client.post("/predict", files=files), 401, "unauthorized")
-        assert_error(await client.post("/predict", files=files, headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
+        assert_error(
+            await client.post("/predict", files=files, headers={"Authorization": "Bearer nope"}), 401, "unauthorized"
+        )
         assert_error(await client.get("/metrics"), 401, "unauthorized")
         r = await client.post("/predict", files=files, headers={"Authorization": "Bearer k1"})
         assert r.status_code == 200

@@ -69,7 +69,8 @@ def dockerfile() -> dict[str, Any]:
     start = re.search(r"--start-period=(\d+)s", next(rest for word, rest in steps if word == "HEALTHCHECK"))
     assert start is not None
     return {
-        "uid": int(uid), "gid": int(gid or uid),
+        "uid": int(uid),
+        "gid": int(gid or uid),
         "expose": [int(rest.split("/")[0]) for word, rest in steps if word == "EXPOSE"],
         "env": env,
         "copies": [rest.split()[-1] for word, rest in steps if word == "COPY"],

@@ -37,7 +37,11 @@ def config(docs: list[dict[str, Any]]) -> dict[str, str]:
 def main_defaults() -> tuple[set[str], dict[str, Any]]:
     """CIFAR10_* names that app/__main__.py reads itself, and its argparse defaults."""
     tree = ast.parse((ROOT / "app" / "__main__.py").read_text())
-    names = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("CIFAR10_")}
+    names = {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("CIFAR10_")
+    }
     defaults = {}
     for call in ast.walk(tree):
         if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "add_argument":
@@ -49,6 +53,7 @@ def main_defaults() -> tuple[set[str], dict[str, Any]]:
 
 
 # --- ports -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_ports_agree_with_the_image(rendered: Docs, dockerfile: dict[str, Any], overlay: str) -> None:
@@ -80,6 +85,7 @@ def test_no_service_links(rendered: Docs) -> None:
 
 # --- probes --------------------------------------------------------------------------
 
+
 def test_probe_paths_are_the_apps_health_routes_and_need_no_key(rendered: Docs) -> None:
     api = container(rendered["cpu"])
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -102,12 +108,15 @@ def test_probe_paths_are_the_apps_health_routes_and_need_no_key(rendered: Docs) 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_startup_probe_allows_the_images_start_period(rendered: Docs, dockerfile: dict[str, Any], overlay: str) -> None:
+def test_the_startup_probe_allows_the_images_start_period(
+    rendered: Docs, dockerfile: dict[str, Any], overlay: str
+) -> None:
     startup = container(rendered[overlay])["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= dockerfile["start_period_s"]
 
 
 # --- security: the image's user, read-only root, the writable paths ---------------------
+
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_security_context_matches_the_image(rendered: Docs, dockerfile: dict[str, Any], overlay: str) -> None:
@@ -141,6 +150,7 @@ def test_the_writable_paths_are_empty_dirs(rendered: Docs, dockerfile: dict[str,
 
 # --- the settings: names exist, values within their bounds ----------------------------
 
+
 def _known_names() -> dict[str, str]:
     prefix = Settings.model_config["env_prefix"]
     return {f"{prefix}{name}".upper(): name for name in Settings.model_fields}
@@ -169,7 +179,9 @@ def _settings_from(data: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Set
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_config_values_are_within_the_settings_bounds(rendered: Docs, overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_values_are_within_the_settings_bounds(
+    rendered: Docs, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = config(rendered[overlay])
     settings = _settings_from(data, monkeypatch)  # raises on any value outside its Field bounds
     known = _known_names()
@@ -195,6 +207,7 @@ def test_the_gpu_overlay_runs_jax(rendered: Docs) -> None:
 
 # --- the model: baked in, or from a volume -------------------------------------------
 
+
 def test_the_default_model_is_the_one_baked_in(rendered: Docs, dockerfile: dict[str, Any]) -> None:
     model_dir = config(rendered["cpu"])["CIFAR10_MODEL_DIR"]
     assert model_dir == dockerfile["env"]["CIFAR10_MODEL_DIR"]
@@ -213,6 +226,7 @@ def test_the_volume_model_is_on_a_read_only_mount(rendered: Docs) -> None:
 
 # --- drain: preStop + uvicorn's graceful shutdown within the grace period ---------------
 
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_drain_fits_the_grace_period(rendered: Docs, overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _, defaults = main_defaults()
@@ -228,6 +242,7 @@ def test_the_drain_fits_the_grace_period(rendered: Docs, overlay: str, monkeypat
 
 
 # --- resources, scaling, selectors ----------------------------------------------------
+
 
 def test_cpu_threads_match_the_cpu_limit(rendered: Docs) -> None:
     api = container(rendered["cpu"])
@@ -253,14 +268,23 @@ def test_selectors_and_scaling_agree(rendered: Docs, overlay: str) -> None:
     docs = rendered[overlay]
     deployment = find(docs, "Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selectors = [deployment["spec"]["selector"]["matchLabels"], find(docs, "Service")["spec"]["selector"],
-                 find(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
-                 find(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]]
-    selectors += [c["labelSelector"]["matchLabels"] for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]]
+    selectors = [
+        deployment["spec"]["selector"]["matchLabels"],
+        find(docs, "Service")["spec"]["selector"],
+        find(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        find(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ]
+    selectors += [
+        c["labelSelector"]["matchLabels"] for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    ]
     for selector in selectors:
         assert selector.items() <= labels.items()
     hpa = find(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
     assert "replicas" not in deployment["spec"]  # the HPA owns the count
     assert hpa["spec"]["minReplicas"] > find(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"]
     assert "resources" in container(docs)  # the HPA's CPU utilisation is relative to the request
@@ -281,4 +305,4 @@ def test_the_queue_depth_metric_is_the_apps_and_the_adapters(rendered: Docs) -> 
     exposed = generate_latest(metrics.registry).decode()
     selector = ",".join(f'{k}="{v}"' for k, v in pods["metric"]["selector"]["matchLabels"].items())
     assert f"{series}{{{selector}}} 3.0" in exposed
-    assert "track_queue_depth(\"predict\"" in (ROOT / "app" / "main.py").read_text()
+    assert 'track_queue_depth("predict"' in (ROOT / "app" / "main.py").read_text()

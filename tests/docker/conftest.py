@@ -58,15 +58,24 @@ class Docker:
     env: dict[str, str]
     logs: Path
 
-    def exec(self, cmd: list[str], *, timeout: float = 600, check: bool = True, log: str | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self,
+        cmd: list[str],
+        *,
+        timeout: float = 600,
+        check: bool = True,
+        log: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run `cmd` from the repository root; with `log`, its output goes to a file
         under `logs` (long builds), else it is captured. `check` fails the test with
         the output's tail."""
         env = {**self.env, **(env or {})}
         if log:
             with (self.logs / log).open("w") as out:
-                proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                proc = subprocess.run(
+                    cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout
+                )
             output = (self.logs / log).read_text()
         else:
             proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -75,12 +84,24 @@ class Docker:
             pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}")
         return proc
 
-    def run(self, *args: str, timeout: float = 600, check: bool = True, log: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 600, check: bool = True, log: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return self.exec([self.cli, *args], timeout=timeout, check=check, log=log)
 
-    def compose(self, *args: str, timeout: float = 600, log: str | None = None, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self, *args: str, timeout: float = 600, log: str | None = None, files: tuple[Path, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         files = files or (self.logs / "compose.json",)
-        cmd = ["docker-compose", "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), "--profile", "scaled", *args]
+        cmd = [
+            "docker-compose",
+            "-p",
+            PROJECT,
+            *(a for f in files for a in ("-f", str(f))),
+            "--profile",
+            "scaled",
+            *args,
+        ]
         return self.exec(cmd, timeout=timeout, log=log)
 
 
@@ -96,10 +117,23 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     _stop_stale_daemon(d)
     with (logs / "dockerd.log").open("w") as out:
         daemon = subprocess.Popen(
-            ["dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false",
-             "--data-root", str(DATA_ROOT), "--exec-root", str(RUN_DIR / "exec"),
-             "--pidfile", str(RUN_DIR / "dockerd.pid"), "-H", f"unix://{SOCKET}"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "dockerd",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--data-root",
+                str(DATA_ROOT),
+                "--exec-root",
+                str(RUN_DIR / "exec"),
+                "--pidfile",
+                str(RUN_DIR / "dockerd.pid"),
+                "-H",
+                f"unix://{SOCKET}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60
@@ -164,12 +198,39 @@ def _processes_under(path: Path) -> list[str]:
 def images(docker: Docker) -> dict[str, str]:
     """The stand-in base (once per data root), the service image and the nginx image."""
     if docker.run("image", "inspect", BASE_IMAGE, check=False).returncode:
-        docker.exec([str(ROOT / "docker/base/build-base.sh"), BASE_IMAGE], env={"DOCKER": docker.cli}, timeout=1200, log="base.log")
+        docker.exec(
+            [str(ROOT / "docker/base/build-base.sh"), BASE_IMAGE],
+            env={"DOCKER": docker.cli},
+            timeout=1200,
+            log="base.log",
+        )
     service, nginx = f"cifar10-service:{TAG}", f"cifar10-nginx:{TAG}"
-    docker.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", service, str(ROOT),
-               timeout=1800, log="build-service.log")
-    docker.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-f", str(ROOT / "docker/nginx/Dockerfile"),
-               "-t", nginx, str(ROOT), timeout=900, log="build-nginx.log")
+    docker.run(
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "-t",
+        service,
+        str(ROOT),
+        timeout=1800,
+        log="build-service.log",
+    )
+    docker.run(
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "-f",
+        str(ROOT / "docker/nginx/Dockerfile"),
+        "-t",
+        nginx,
+        str(ROOT),
+        timeout=900,
+        log="build-nginx.log",
+    )
     return {"service": service, "nginx": nginx}
 
 

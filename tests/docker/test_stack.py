@@ -30,16 +30,25 @@ def test_container_labels_real_images(stack: Stack, real_samples) -> None:
 
 def test_container_serves_feature_maps(stack: Stack, real_samples) -> None:
     _, name, data = real_samples[3]
-    r = httpx.post(f"{stack.api}/feature-maps", params={"layers": "block1"}, files={"file": (name, data, "image/jpeg")}, timeout=60)
+    r = httpx.post(
+        f"{stack.api}/feature-maps", params={"layers": "block1"}, files={"file": (name, data, "image/jpeg")}, timeout=60
+    )
     assert r.status_code == 200, r.text
     (layer,) = r.json()["layers"]
     assert layer["name"] == "block1" and len(layer["values"]) == layer["shape"][0]
-    png = httpx.post(f"{stack.api}/feature-maps", params={"format": "png", "layer": "stem"}, files={"file": (name, data, "image/jpeg")}, timeout=60)
+    png = httpx.post(
+        f"{stack.api}/feature-maps",
+        params={"format": "png", "layer": "stem"},
+        files={"file": (name, data, "image/jpeg")},
+        timeout=60,
+    )
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
 
 def test_container_runs_as_non_root(docker: Docker, stack: Stack) -> None:
-    uid = docker.run("exec", stack.container("api"), "python", "-c", "import os; print(os.getuid(), os.getgid())").stdout.split()
+    uid = docker.run(
+        "exec", stack.container("api"), "python", "-c", "import os; print(os.getuid(), os.getgid())"
+    ).stdout.split()
     assert uid == ["10001", "10001"]
     config = json.loads(docker.run("inspect", stack.container("api")).stdout)[0]
     assert config["Config"]["User"] == "10001:10001"
@@ -71,7 +80,9 @@ def test_balancer_uses_both_replicas_for_predict_and_feature_maps(stack: Stack, 
 
 
 def test_balancer_refuses_oversized_bodies_in_the_error_shape(stack: Stack) -> None:
-    r = httpx.post(f"{stack.lb}/predict", files={"file": ("big.png", b"\0" * (10 * 1024 * 1024 + 1), "image/png")}, timeout=60)
+    r = httpx.post(
+        f"{stack.lb}/predict", files={"file": ("big.png", b"\0" * (10 * 1024 * 1024 + 1), "image/png")}, timeout=60
+    )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
 
@@ -99,7 +110,9 @@ def test_sigterm_during_load_completes_accepted_requests(docker: Docker, stack: 
             tasks = [asyncio.create_task(post()) for _ in range(16)]  # 512 images of work
             await asyncio.sleep(0.3)  # let all sixteen connect and upload
             signalled = loop.time()
-            stop = asyncio.create_task(asyncio.to_thread(docker.run, "stop", "--time", "60", stack.container("api-2"), timeout=120))
+            stop = asyncio.create_task(
+                asyncio.to_thread(docker.run, "stop", "--time", "60", stack.container("api-2"), timeout=120)
+            )
             results = await asyncio.gather(*tasks)
             await stop
             return [status for status, _ in results], [done for _, done in results], signalled

@@ -30,9 +30,23 @@ def uvicorn_server(log: Path, *, cli: bool = False, **env: str) -> Iterator[tupl
     app/http.py) instead of plain `uvicorn --factory`."""
     port = free_port()
     environment = {**os.environ, "CIFAR10_MODEL_DIR": str(SHIPPED), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-    command = ([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)] if cli else
-               [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
-                "--timeout-graceful-shutdown", "30"])
+    command = (
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
+        if cli
+        else [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "app.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timeout-graceful-shutdown",
+            "30",
+        ]
+    )
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

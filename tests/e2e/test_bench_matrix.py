@@ -18,13 +18,24 @@ pytestmark = pytest.mark.slow
 
 def test_tiny_plan_writes_every_cell(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "scripts/bench_matrix.py", "--plan", "tiny", "--duration", "1", "--out", str(out)],
-                          cwd=ROOT, env=env_without_tensorflow(tmp_path / "site"), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "scripts/bench_matrix.py", "--plan", "tiny", "--duration", "1", "--out", str(out)],
+        cwd=ROOT,
+        env=env_without_tensorflow(tmp_path / "site"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     cells = {(c["label"], c["images"], c["concurrency"]) for c in results["cells"]}
-    assert cells == {("one process, batching on", 1, 1), ("one process, batching on", 1, 4), ("one process, batching on", 8, 2),
-                     ("one process, batching off", 1, 4), ("2 fronts + model process, batching on", 1, 4)}
+    assert cells == {
+        ("one process, batching on", 1, 1),
+        ("one process, batching on", 1, 4),
+        ("one process, batching on", 8, 2),
+        ("one process, batching off", 1, 4),
+        ("2 fronts + model process, batching on", 1, 4),
+    }
     for cell in results["cells"]:
         assert cell["ok"] > 0 and cell["errors"] == 0, cell
         assert cell["p50_ms"] <= cell["p99_ms"]
@@ -36,5 +47,6 @@ def test_tiny_plan_writes_every_cell(tmp_path: Path) -> None:
     table = (out / "table.md").read_text()
     assert table.count("\n| ") == 1 + len(cells) + 1  # header, cells, the raw model
     assert "batching on / off" in table and "multi-process / one process" in table
-    assert sorted(p.name for p in (out / "logs").iterdir()) == sorted({
-        "one_process_batching_on.log", "one_process_batching_off.log", "2_fronts__model_process_batching_on.log"})
+    assert sorted(p.name for p in (out / "logs").iterdir()) == sorted(
+        {"one_process_batching_on.log", "one_process_batching_off.log", "2_fronts__model_process_batching_on.log"}
+    )

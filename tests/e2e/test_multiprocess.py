@@ -39,11 +39,18 @@ def _children(pid: int) -> list[int]:
 @contextmanager
 def multiprocess_server(tmp_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    environment = env_without_tensorflow(tmp_path / "site", CIFAR10_MODEL_DIR=str(SHIPPED), CIFAR10_RUNTIME="jax", **env)
+    environment = env_without_tensorflow(
+        tmp_path / "site", CIFAR10_MODEL_DIR=str(SHIPPED), CIFAR10_RUNTIME="jax", **env
+    )
     log = tmp_path / "server.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--workers", "2"],
-                                cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -67,7 +74,9 @@ def multiprocess_server(tmp_path: Path, **env: str) -> Iterator[tuple[str, subpr
 def test_fronts_and_model_process_serve_drain_and_leave_nothing(tmp_path: Path, real_samples) -> None:
     # A long batch window: the requests are still queued in the model process at SIGTERM.
     with multiprocess_server(tmp_path, CIFAR10_MAX_WAIT_MS="1000") as (url, proc):
-        r = httpx.post(f"{url}/predict", files=[("files", (n, d, "image/jpeg")) for _, n, d in real_samples], timeout=60)
+        r = httpx.post(
+            f"{url}/predict", files=[("files", (n, d, "image/jpeg")) for _, n, d in real_samples], timeout=60
+        )
         assert r.status_code == 200
         correct = sum(p["label"] == cls for p, (cls, _, _) in zip(r.json()["predictions"], real_samples, strict=True))
         assert correct >= 45, f"only {correct}/50 correct"
@@ -77,8 +86,10 @@ def test_fronts_and_model_process_serve_drain_and_leave_nothing(tmp_path: Path, 
         async def scenario() -> list[int]:
             limits = httpx.Limits(max_keepalive_connections=0)  # new connections: both fronts get some
             async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-                tasks = [asyncio.create_task(client.post("/predict", files={"file": (n, d, "image/jpeg")}))
-                         for _, n, d in real_samples[:16]]
+                tasks = [
+                    asyncio.create_task(client.post("/predict", files={"file": (n, d, "image/jpeg")}))
+                    for _, n, d in real_samples[:16]
+                ]
                 await asyncio.sleep(0.3)  # accepted, and waiting in the 1 s batch window
                 proc.send_signal(signal.SIGTERM)
                 return [r.status_code for r in await asyncio.gather(*tasks)]

@@ -29,7 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver (.ci/run does)")
+        pytest.fail(
+            "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver (.ci/run does)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -38,10 +40,20 @@ def browser() -> Iterator[object]:
     options.binary_location = CHROMIUM
     # Without these flags Chromium keeps trying to reach the internet. The host rule
     # takes the network away: every name but the loopback fails, as on an air-gapped host.
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                 "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1280,1600"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
@@ -104,7 +116,9 @@ def test_sample_and_error_messages(server: str, browser, tmp_path: Path) -> None
     text_file = tmp_path / "notes.txt"
     text_file.write_text("this is not an image")
     driver.find_element(By.ID, "file-input").send_keys(str(text_file))
-    error = wait(driver, lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").is_displayed() else None)
+    error = wait(
+        driver, lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").is_displayed() else None
+    )
     assert "not an image" in error.text and "415" in error.text
 
 
@@ -127,10 +141,13 @@ def test_phone_viewport(server: str, browser, real_samples, tmp_path: Path) -> N
         driver.set_window_size(1280, 1600)
 
 
-@pytest.mark.parametrize(("page", "rendered"), [
-    pytest.param("/docs", ".swagger-ui .opblock", id="swagger-ui"),
-    pytest.param("/redoc", "[data-section-id]", id="redoc"),
-])
+@pytest.mark.parametrize(
+    ("page", "rendered"),
+    [
+        pytest.param("/docs", ".swagger-ui .opblock", id="swagger-ui"),
+        pytest.param("/redoc", "[data-section-id]", id="redoc"),
+    ],
+)
 def test_api_docs_render_from_local_assets(server: str, browser, page: str, rendered: str) -> None:
     from selenium.webdriver.common.by import By
 

@@ -38,8 +38,11 @@ def test_labels_real_training_images(server: str, real_samples) -> None:
 
 def test_readme_tour_gets_the_answers_it_shows(server: str) -> None:
     # The README's /predict examples name samples by class: the shipped model must agree.
-    commands = [line for line in (ROOT / "README.md").read_text().splitlines()
-                if line.startswith("curl") and "/predict" in line and "samples/" in line]
+    commands = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("curl") and "/predict" in line and "samples/" in line
+    ]
     assert len(commands) >= 2
     for command in commands:
         samples = re.findall(r"-F (files?)=@(app/static/samples/(\w+)\.png)", command)
@@ -63,14 +66,16 @@ def test_result_does_not_depend_on_the_batch(server: str, real_samples) -> None:
 def test_concurrent_requests_are_batched(server: str, real_samples) -> None:
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server, timeout=60) as client:
-            return await asyncio.gather(*(
-                client.post("/predict", files={"file": (n, d, "image/jpeg")}) for _, n, d in real_samples
-            ))
+            return await asyncio.gather(
+                *(client.post("/predict", files={"file": (n, d, "image/jpeg")}) for _, n, d in real_samples)
+            )
 
     before = _batch_counts(server)
     responses = asyncio.run(burst())
     assert [r.status_code for r in responses] == [200] * 50
-    correct = sum(r.json()["predictions"][0]["label"] == cls for r, (cls, _, _) in zip(responses, real_samples, strict=True))
+    correct = sum(
+        r.json()["predictions"][0]["label"] == cls for r, (cls, _, _) in zip(responses, real_samples, strict=True)
+    )
     assert correct >= 45
     after = _batch_counts(server)
     images, batches = after[0] - before[0], after[1] - before[1]
@@ -97,7 +102,11 @@ def test_feature_maps_and_tf_serving_on_real_image(server: str, real_samples) ->
     assert [layer["name"] for layer in body["layers"]] == ["stem", "block1", "block2", "block3"]
     import base64
 
-    r = httpx.post(f"{server}/v1/models/cifar10:predict", json={"instances": [{"b64": base64.b64encode(data).decode()}]}, timeout=60)
+    r = httpx.post(
+        f"{server}/v1/models/cifar10:predict",
+        json={"instances": [{"b64": base64.b64encode(data).decode()}]},
+        timeout=60,
+    )
     assert r.status_code == 200
     probs = r.json()["predictions"][0]
     assert abs(probs[body["prediction"]["class_id"]] - max(probs)) < 1e-9
@@ -110,7 +119,10 @@ def test_sigterm_drains_accepted_requests(tmp_path: Path, real_samples) -> None:
 
         async def scenario() -> list[int]:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                tasks = [asyncio.create_task(client.post("/predict", files={"file": (n, d, "image/jpeg")})) for _, n, d in real_samples[:12]]
+                tasks = [
+                    asyncio.create_task(client.post("/predict", files={"file": (n, d, "image/jpeg")}))
+                    for _, n, d in real_samples[:12]
+                ]
                 deadline = time.monotonic() + 30
                 while _queue_depth(url) < 12:
                     assert time.monotonic() < deadline, "requests never reached the queue"

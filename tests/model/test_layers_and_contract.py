@@ -23,9 +23,31 @@ def test_lrn_matches_tf_nn_lrn() -> None:
 @pytest.mark.parametrize(
     ("arch", "options", "shapes"),
     [
-        pytest.param("seed", {}, {"conv1": (32, 32, 64), "pool1": (16, 16, 64), "norm1": (16, 16, 64), "conv2": (16, 16, 64), "pool2": (8, 8, 64), "norm2": (8, 8, 64)}, id="seed"),
-        pytest.param("fast", {"widths": (16, 32, 32)}, {"stem": (32, 32, 32), "block1": (16, 16, 16), "block2": (8, 8, 32), "block3": (4, 4, 32)}, id="fast"),
-        pytest.param("fast", {"widths": (16, 32, 32), "stem": "whiten"}, {"stem": (31, 31, 24), "block1": (15, 15, 16), "block2": (7, 7, 32), "block3": (3, 3, 32)}, id="fast-whiten"),
+        pytest.param(
+            "seed",
+            {},
+            {
+                "conv1": (32, 32, 64),
+                "pool1": (16, 16, 64),
+                "norm1": (16, 16, 64),
+                "conv2": (16, 16, 64),
+                "pool2": (8, 8, 64),
+                "norm2": (8, 8, 64),
+            },
+            id="seed",
+        ),
+        pytest.param(
+            "fast",
+            {"widths": (16, 32, 32)},
+            {"stem": (32, 32, 32), "block1": (16, 16, 16), "block2": (8, 8, 32), "block3": (4, 4, 32)},
+            id="fast",
+        ),
+        pytest.param(
+            "fast",
+            {"widths": (16, 32, 32), "stem": "whiten"},
+            {"stem": (31, 31, 24), "block1": (15, 15, 16), "block2": (7, 7, 32), "block3": (3, 3, 32)},
+            id="fast-whiten",
+        ),
     ],
 )
 def test_architectures_name_their_feature_layers(arch, options, shapes) -> None:

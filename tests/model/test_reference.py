@@ -152,7 +152,9 @@ def test_avg_pool_gradient_where_tensorflow_is_wrong() -> None:
     tf = pytest.importorskip("tensorflow")
     x = RNG.normal(size=(1, 4, 4, 1))
     dout = RNG.normal(size=(1, 4, 4, 1))
-    np.testing.assert_allclose(ref.avg_pool_forward(x, 5, 1, "SAME"), tf.nn.avg_pool2d(x, 5, 1, "SAME").numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        ref.avg_pool_forward(x, 5, 1, "SAME"), tf.nn.avg_pool2d(x, 5, 1, "SAME").numpy(), rtol=1e-9, atol=1e-12
+    )
     numeric = numeric_grad(lambda v: float(np.sum(tf.nn.avg_pool2d(v, 5, 1, "SAME").numpy() * dout)), x.copy())
     mine = ref.avg_pool_backward(dout, x, 5, 1, "SAME")
     np.testing.assert_allclose(mine, numeric, rtol=1e-6, atol=1e-8)

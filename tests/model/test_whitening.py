@@ -32,7 +32,9 @@ def test_kernel_whitens_patches() -> None:
     images = _correlated_images()
     kernel = whitening_kernel(images, epsilon=0.0)
     assert kernel.shape == (2, 2, 3, 24)
-    patches = np.stack([images[:, i : 31 + i, j : 31 + j, :] for i in range(2) for j in range(2)], axis=3).reshape(-1, 12)
+    patches = np.stack([images[:, i : 31 + i, j : 31 + j, :] for i in range(2) for j in range(2)], axis=3).reshape(
+        -1, 12
+    )
     patches = patches - patches.mean(axis=0)
     # The first 12 filters are the whitening; the other 12 are their negatives.
     filters = kernel.reshape(12, 24)
@@ -48,7 +50,11 @@ def test_layer_convolves_with_its_kernel_and_trains_only_its_bias() -> None:
     assert [w.name for w in layer.trainable_weights] == ["bias"]
     out = np.asarray(layer(images))
     kernel = np.asarray(layer.kernel)
-    expected = sum(np.einsum("nhwc,cf->nhwf", images[:, i : 31 + i, j : 31 + j, :], kernel[i, j]) for i in range(2) for j in range(2))
+    expected = sum(
+        np.einsum("nhwc,cf->nhwf", images[:, i : 31 + i, j : 31 + j, :], kernel[i, j])
+        for i in range(2)
+        for j in range(2)
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -60,5 +60,7 @@ def write_figures() -> Iterator[None]:
     yield
     out = ROOT / "test-artifacts" / "reliability.json"
     out.parent.mkdir(exist_ok=True)
-    FIGURES["machine"] = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    FIGURES["machine"] = (
+        f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    )
     out.write_text(json.dumps(FIGURES, indent=2) + "\n")

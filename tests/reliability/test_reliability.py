@@ -49,8 +49,16 @@ def _seed_files() -> dict[str, bytes]:
     """Real files of every supported format, made from a real sample."""
     base = Image.open(SAMPLES / "cat.png").convert("RGB")
     out = {"png": (SAMPLES / "cat.png").read_bytes()}
-    for fmt, mode, kw in [("JPEG", "RGB", {}), ("JPEG", "CMYK", {}), ("WEBP", "RGB", {}), ("GIF", "P", {}), ("BMP", "RGB", {}),
-                          ("TIFF", "RGB", {"compression": "tiff_lzw"}), ("PNG", "RGBA", {}), ("PNG", "I;16", {})]:
+    for fmt, mode, kw in [
+        ("JPEG", "RGB", {}),
+        ("JPEG", "CMYK", {}),
+        ("WEBP", "RGB", {}),
+        ("GIF", "P", {}),
+        ("BMP", "RGB", {}),
+        ("TIFF", "RGB", {"compression": "tiff_lzw"}),
+        ("PNG", "RGBA", {}),
+        ("PNG", "I;16", {}),
+    ]:
         buf = io.BytesIO()
         img = base.convert("L").convert("I;16") if mode == "I;16" else base.convert(mode)
         img.save(buf, format=fmt, **kw)
@@ -63,13 +71,30 @@ SEEDS = _seed_files()
 
 
 def test_schemathesis_finds_no_failures(server: Server) -> None:
-    checks = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
-              "response_schema_conformance,negative_data_rejection,unsupported_method")
+    checks = (
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+        "response_schema_conformance,negative_data_rejection,unsupported_method"
+    )
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "st"), "run", f"{server.url}/openapi.json", "--checks", checks,
-         "--max-examples", "25", "--seed", "1", "--phases", "examples,coverage,fuzzing", "--request-timeout", "30",
-         "--no-color"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            checks,
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--request-timeout",
+            "30",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     summary = re.search(r"(\d+) generated, (.*)", result.stdout)
     FIGURES["schemathesis"] = summary.group(0).strip() if summary else "no summary"
@@ -85,7 +110,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int, int]], cut: int | None) -> 
         elif kind == 1:
             out.insert(i, value)
         else:
-            del out[i:i + value % 16 + 1]
+            del out[i : i + value % 16 + 1]
     return bytes(out[:cut] if cut is not None else out)
 
 
@@ -94,7 +119,9 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
     started = time.monotonic()
     client = httpx.Client(base_url=server.url, timeout=30)
 
-    @settings(max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(
+        max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True
+    )
     @given(
         name=st.sampled_from(sorted(SEEDS)),
         edits=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1 << 20), st.integers(0, 255)), max_size=8),
@@ -103,7 +130,9 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
     def post(name: str, edits: list[tuple[int, int, int]], cut: int | None) -> None:
         if time.monotonic() - started > FUZZ_SECONDS:
             return  # time-bounded: the remaining examples are skipped
-        r = client.post("/predict", files={"file": (f"{name}.bin", _mutate(SEEDS[name], edits, cut), "application/octet-stream")})
+        r = client.post(
+            "/predict", files={"file": (f"{name}.bin", _mutate(SEEDS[name], edits, cut), "application/octet-stream")}
+        )
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
         assert r.status_code in {200} | CLIENT_ERRORS, r.text
         if r.status_code != 200:
@@ -113,8 +142,12 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
         post()
     finally:
         client.close()
-    FIGURES["fuzz"] = {"requests": sum(statuses.values()), "seconds": round(time.monotonic() - started, 1),
-                       "statuses": {str(k): v for k, v in sorted(statuses.items())}, "seed_formats": sorted(SEEDS)}
+    FIGURES["fuzz"] = {
+        "requests": sum(statuses.values()),
+        "seconds": round(time.monotonic() - started, 1),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "seed_formats": sorted(SEEDS),
+    }
     assert sum(statuses.values()) >= 50
 
 
@@ -149,31 +182,65 @@ def test_hostile_http_cases(server: Server) -> None:
     rss_before = server.rss_mb()
     results["50 MB header"] = _status(_raw(server, head + b"X-Big: " + b"a" * (1 << 20), then=b"a" * (49 << 20)))
     FIGURES["50 MB header: server peak RSS growth MB"] = round(server.rss_mb("VmHWM") - rss_before, 1)
-    results["200 header fields"] = _status(_raw(server, head + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n"))
+    results["200 header fields"] = _status(
+        _raw(server, head + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n")
+    )
     results["headers never finish"] = _status(_raw(server, head))
     results["connect, send nothing"] = _status(_raw(server, b""))
-    results["body never finishes"] = _status(_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n"))
+    results["body never finishes"] = _status(
+        _raw(
+            server,
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n",
+        )
+    )
     streamed = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
-    chunk = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n" + b"\0" * (11 << 20)
+    chunk = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + b"\0" * (11 << 20)
     results["streamed body over the limit"] = _status(_raw(server, streamed + b"%x\r\n" % len(chunk) + chunk + b"\r\n"))
     forged = uuid.uuid4().hex
-    results["CRLF in the URL"] = _status(_raw(server, f"GET /x%0D%0A{forged}%20forged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()))
+    results["CRLF in the URL"] = _status(
+        _raw(server, f"GET /x%0D%0A{forged}%20forged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    )
     with httpx.Client(base_url=server.url, timeout=60) as client:
         tf = "/v1/models/cifar10:predict"
-        for name, body in [("deep JSON", DEEP), ("5000-digit integer", HUGE_INT), ("integer beyond float", OVER_FLOAT_INT)]:
+        for name, body in [
+            ("deep JSON", DEEP),
+            ("5000-digit integer", HUGE_INT),
+            ("integer beyond float", OVER_FLOAT_INT),
+        ]:
             results[name] = client.post(tf, content=body, headers={"content-type": "application/json"}).status_code
-        results["malformed TIFF"] = client.post("/predict", files={"file": ("t.tif", MALFORMED_TIFF, "image/tiff")}).status_code
+        results["malformed TIFF"] = client.post(
+            "/predict", files={"file": ("t.tif", MALFORMED_TIFF, "image/tiff")}
+        ).status_code
         big = io.BytesIO()
         Image.fromarray(np.full((6600, 6000), 30000, np.uint16)).save(big, format="PNG")
-        results["16-bit PNG 6000x6600"] = client.post("/predict", files={"file": ("big.png", big.getvalue(), "image/png")}).status_code
-    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" + SEEDS["png"][:200])
-    results["disconnect mid-body"] = _status(_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                                                  b"Content-Length: 100000\r\n\r\n" + body, read_timeout=0.5))
+        results["16-bit PNG 6000x6600"] = client.post(
+            "/predict", files={"file": ("big.png", big.getvalue(), "image/png")}
+        ).status_code
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + SEEDS["png"][:200]
+    results["disconnect mid-body"] = _status(
+        _raw(
+            server,
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000\r\n\r\n" + body,
+            read_timeout=0.5,
+        )
+    )
     FIGURES["hostile"] = results
-    expected = {"50 MB header": 431, "200 header fields": 431, "headers never finish": 408, "connect, send nothing": 408,
-                "body never finishes": 408, "streamed body over the limit": 413, "CRLF in the URL": 404, "deep JSON": 400,
-                "5000-digit integer": 400, "integer beyond float": 422, "malformed TIFF": 422, "16-bit PNG 6000x6600": 413,
-                "disconnect mid-body": 0}
+    expected = {
+        "50 MB header": 431,
+        "200 header fields": 431,
+        "headers never finish": 408,
+        "connect, send nothing": 408,
+        "body never finishes": 408,
+        "streamed body over the limit": 413,
+        "CRLF in the URL": 404,
+        "deep JSON": 400,
+        "5000-digit integer": 400,
+        "integer beyond float": 422,
+        "malformed TIFF": 422,
+        "16-bit PNG 6000x6600": 413,
+        "disconnect mid-body": 0,
+    }
     assert results == expected
     log = server.log.read_text(errors="replace")
     assert not any(line.startswith(forged) for line in log.splitlines()), "a log line was forged"
@@ -206,8 +273,11 @@ def test_heavy_request_does_not_stall_healthz(server: Server) -> None:
         thread.join()
     assert r.status_code in (200, 504), r.text
     assert len(gaps) > 10  # the probe kept being answered during the heavy request
-    FIGURES["healthz during 16 x 4000x4000 PNG request"] = {"status": r.status_code, "probes": len(gaps),
-                                                           "max probe ms": round(max(gaps) * 1000, 1)}
+    FIGURES["healthz during 16 x 4000x4000 PNG request"] = {
+        "status": r.status_code,
+        "probes": len(gaps),
+        "max probe ms": round(max(gaps) * 1000, 1),
+    }
 
 
 def test_overload_gives_only_200_429_503_with_bounded_memory(server: Server, tmp_path: Path) -> None:
@@ -225,15 +295,33 @@ def test_overload_gives_only_200_429_503_with_bounded_memory(server: Server, tmp
 
     def probe() -> None:
         while not done.wait(0.5):
-            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "30", "-w", "%{http_code} %{time_total}", f"{server.url}/healthz"],
-                                 capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-m",
+                    "30",
+                    "-w",
+                    "%{http_code} %{time_total}",
+                    f"{server.url}/healthz",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             probes.append((out[0], float(out[1])) if len(out) == 2 else ("none", float("inf")))
 
     thread = threading.Thread(target=probe)
     thread.start()
     try:
-        wrk = subprocess.run(["wrk", "-t1", "-c512", "-d8s", "--timeout", "30s", "-s", str(script), server.url],
-                             env={**os.environ, "BENCH_BODIES": ";".join(map(str, bodies))}, capture_output=True, text=True, timeout=120)
+        wrk = subprocess.run(
+            ["wrk", "-t1", "-c512", "-d8s", "--timeout", "30s", "-s", str(script), server.url],
+            env={**os.environ, "BENCH_BODIES": ";".join(map(str, bodies))},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         done.set()
         thread.join()
@@ -241,9 +329,16 @@ def test_overload_gives_only_200_429_503_with_bounded_memory(server: Server, tmp
     after = server.status_counts()
     delta = {k: int(after[k] - before.get(k, 0)) for k in sorted(after) if after[k] - before.get(k, 0) > 0}
     FIGURES["overload"] = {
-        "concurrency": 512, "seconds": 8, "statuses (server)": delta, "wrk p50 ms": round(result["p50"]), "wrk p99 ms": round(result["p99"]),
+        "concurrency": 512,
+        "seconds": 8,
+        "statuses (server)": delta,
+        "wrk p50 ms": round(result["p50"]),
+        "wrk p99 ms": round(result["p99"]),
         "peak RSS MB": round(server.rss_mb("VmHWM")),
-        "healthz on a new connection": {"probes": len(probes), "max ms": round(max(t for _, t in probes) * 1000) if probes else None},
+        "healthz on a new connection": {
+            "probes": len(probes),
+            "max ms": round(max(t for _, t in probes) * 1000) if probes else None,
+        },
     }
     # 499: requests in flight when wrk closed its connections at the end of the run.
     assert set(delta) <= {"200", "429", "499", "503"}, delta
@@ -271,7 +366,9 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
             while not stop.is_set():
                 rid = uuid.uuid4().hex
                 try:
-                    r = await client.post("/predict", files={"file": ("a.jpg", image, "image/jpeg")}, headers={"X-Request-ID": rid})
+                    r = await client.post(
+                        "/predict", files={"file": ("a.jpg", image, "image/jpeg")}, headers={"X-Request-ID": rid}
+                    )
                     outcomes[rid] = str(r.status_code)
                 except httpx.TransportError as exc:
                     outcomes[rid] = type(exc).__name__
@@ -288,11 +385,18 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
                 await asyncio.gather(*tasks)
 
         asyncio.run(run())
-    accepted = {rid: status for status, rid in re.findall(r'"POST /predict" (\d+) [\d.]+ms request_id=([0-9a-f]+)', log.read_text())}
+    accepted = {
+        rid: status
+        for status, rid in re.findall(r'"POST /predict" (\d+) [\d.]+ms request_id=([0-9a-f]+)', log.read_text())
+    }
     lost = [rid for rid, status in accepted.items() if outcomes.get(rid) != status or status != "200"]
     refused = sum(1 for rid, outcome in outcomes.items() if rid not in accepted)
-    FIGURES["sigterm under load"] = {"accepted": len(accepted), "answered 200": sum(1 for s in accepted.values() if s == "200"),
-                                     "lost": len(lost), "refused before acceptance": refused}
+    FIGURES["sigterm under load"] = {
+        "accepted": len(accepted),
+        "answered 200": sum(1 for s in accepted.values() if s == "200"),
+        "lost": len(lost),
+        "refused before acceptance": refused,
+    }
     assert len(accepted) > 48
     assert lost == []
     assert "stopped after draining the queues" in log.read_text()

@@ -42,9 +42,13 @@ def test_an_archive_that_disagrees_is_not_kept(tiny_model: Path, tmp_path: Path)
     version = tmp_path / "1"
     shutil.copytree(contract.latest_version_dir(tiny_model), version)
     (version / contract.KERAS_ARCHIVE_FILE).unlink()
-    model = keras.saving.load_model(contract.latest_version_dir(tiny_model) / contract.KERAS_ARCHIVE_FILE, compile=False)
+    model = keras.saving.load_model(
+        contract.latest_version_dir(tiny_model) / contract.KERAS_ARCHIVE_FILE, compile=False
+    )
     kernel = model.get_layer("linear").kernel
-    kernel.assign(kernel.numpy() + np.random.default_rng(1).normal(0, 1, kernel.shape))  # other weights than the SavedModel's
+    kernel.assign(
+        kernel.numpy() + np.random.default_rng(1).normal(0, 1, kernel.shape)
+    )  # other weights than the SavedModel's
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     layers = tuple(json.loads((version / contract.MODEL_CARD_FILE).read_text())["feature_layers"])
     with pytest.raises(ArchiveError, match="disagrees"):

@@ -18,8 +18,9 @@ from training.run_folder import FINISHED, RunFolderError, prepare
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = env_without_tensorflow(tmp_path / "no-tf", XDG_CACHE_HOME=str(tmp_path / "cache"))
-    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -74,11 +75,14 @@ def test_force_replaces_a_run_and_an_empty_folder_is_used(tmp_path: Path) -> Non
         prepare(Path(__file__))
 
 
-@pytest.mark.parametrize(("case", "words"), [
-    pytest.param("missing", ["does not exist"], id="missing-run"),
-    pytest.param("unfinished", ["not a finished run", "model.weights.h5"], id="unfinished-run"),
-    pytest.param("existing-out", ["already exists"], id="existing-destination"),
-])
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        pytest.param("missing", ["does not exist"], id="missing-run"),
+        pytest.param("unfinished", ["not a finished run", "model.weights.h5"], id="unfinished-run"),
+        pytest.param("existing-out", ["already exists"], id="existing-destination"),
+    ],
+)
 def test_export_mistakes(tmp_path: Path, case: str, words: list[str]) -> None:
     run, out = tmp_path / "run", tmp_path / "models" / "cifar10" / "1"
     if case == "unfinished":
@@ -91,11 +95,14 @@ def test_export_mistakes(tmp_path: Path, case: str, words: list[str]) -> None:
     assert_one_line_error(done, *words)
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda p: None, id="missing"),
-    pytest.param(lambda p: p.mkdir(parents=True), id="no-version"),
-    pytest.param(lambda p: (p / "3").mkdir(parents=True), id="version-without-savedmodel"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda p: None, id="missing"),
+        pytest.param(lambda p: p.mkdir(parents=True), id="no-version"),
+        pytest.param(lambda p: (p / "3").mkdir(parents=True), id="version-without-savedmodel"),
+    ],
+)
 def test_evaluate_a_missing_model(tmp_path: Path, make) -> None:
     model = tmp_path / "models" / "cifar10"
     make(model)
@@ -127,7 +134,9 @@ def test_every_config_field_is_a_flag_with_its_comment_as_help(tmp_path: Path) -
         assert comments[field.name] and " ".join(comments[field.name].split()) in help_text, field.name
 
 
-@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("preset", "notes")])
+@pytest.mark.parametrize(
+    "field", [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("preset", "notes")]
+)
 def test_every_config_field_reaches_the_config(field: str) -> None:
     from training.cli import _parser, _train_config
 

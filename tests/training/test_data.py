@@ -146,7 +146,9 @@ def test_corrupt_archive(tmp_path: Path) -> None:
 
 def test_bad_pickle_batch(tmp_path: Path) -> None:
     write_batches_py(tmp_path)
-    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}))
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(
+        pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4})
+    )
     with pytest.raises(DataError, match=r"data_batch_3: expected data \[N, 3072\]"):
         load_dataset(tmp_path / "cifar-10-batches-py", cache_dir=tmp_path / "cache")
 

@@ -41,14 +41,20 @@ def test_gpu_script_at_toy_size_then_export_under_tensorflow(tmp_path: Path) -> 
     out = tmp_path / "out"
     env = {
         **os.environ,
-        "OUT": str(out), "RUNS": str(tmp_path / "runs"), "DATA": str(_tiny_source(tmp_path / "tiny.tar.gz")),
+        "OUT": str(out),
+        "RUNS": str(tmp_path / "runs"),
+        "DATA": str(_tiny_source(tmp_path / "tiny.tar.gz")),
         "EXTRA": "--widths 8,16,16 --batch-size 32 --val-size 40 --max-steps 4 --seeds 0-1 --no-warmup-run",
         "BUDGET_S": "0",  # the first preset only; the others are reported as skipped
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     env.pop("KERAS_BACKEND", None)
-    done = subprocess.run(["bash", "scripts/gpu_airbench.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", "scripts/gpu_airbench.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (out / "skipped.txt").read_text().count("skipped") == 2
 
@@ -66,8 +72,14 @@ def test_gpu_script_at_toy_size_then_export_under_tensorflow(tmp_path: Path) -> 
 
     model_dir = tmp_path / "models" / "cifar10"
     env["KERAS_BACKEND"] = "tensorflow"
-    done = subprocess.run([sys.executable, "-m", "training", "export", str(median), "--out", str(model_dir / "1")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "export", str(median), "--out", str(model_dir / "1")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     import tensorflow as tf
 

@@ -19,7 +19,15 @@ from tests.conftest import ROOT
 
 
 def test_run_folder_is_self_describing(tiny_run: Path) -> None:
-    for name in ("config.json", "history.csv", "metrics.json", "model.weights.h5", "parity.npz", "curves.png", "confusion.png"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.weights.h5",
+        "parity.npz",
+        "curves.png",
+        "confusion.png",
+    ):
         assert (tiny_run / name).is_file(), name
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["truncated_epochs_to_steps"] == 2
@@ -45,7 +53,11 @@ def test_export_honours_the_contract(tiny_model: Path) -> None:
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     maps = loaded.signatures[contract.FEATURE_MAPS_SIGNATURE](image=images)
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
-        "stem": (3, 32, 32, 32), "block1": (3, 16, 16, 8), "block2": (3, 8, 8, 8), "block3": (3, 4, 4, 8), "probabilities": (3, 10)
+        "stem": (3, 32, 32, 32),
+        "block1": (3, 16, 16, 8),
+        "block2": (3, 8, 8, 8),
+        "block3": (3, 4, 4, 8),
+        "probabilities": (3, 10),
     }
 
 
@@ -96,18 +108,40 @@ def test_evaluate_rebuilds_the_validation_split(tiny_model: Path, tmp_path: Path
 @pytest.mark.slow
 def test_cli_train_export_evaluate_seed(tmp_path: Path) -> None:
     data = _tree(tmp_path / "tree", per_class=4)
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "XDG_CACHE_HOME": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
 
     stderr: list[str] = []
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "training", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         stderr.append(done.stderr)
         return done.stdout
 
-    out = run("train", "--preset", "seed", "--data", str(data), "--epochs", "1", "--max-steps", "2",
-              "--batch-size", "8", "--val-size", "20", "--out", str(tmp_path / "run"))
+    out = run(
+        "train",
+        "--preset",
+        "seed",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-size",
+        "20",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert "val_accuracy" in out.splitlines()[-1]
     # Progress through the slow parts: decoding the data, and each step after the last epoch.
     assert "decoding the train split" in stderr[-1]
@@ -117,7 +151,9 @@ def test_cli_train_export_evaluate_seed(tmp_path: Path) -> None:
     card = json.loads((tmp_path / "models" / "cifar10-seed" / "1" / contract.MODEL_CARD_FILE).read_text())
     assert card["architecture"] == "seed" and card["name"] == "cifar10-seed"
     assert list(card["feature_layers"]) == ["conv1", "pool1", "norm1", "conv2", "pool2", "norm2"]
-    report = json.loads(run("evaluate", str(tmp_path / "models" / "cifar10-seed"), "--data", str(data), "--split", "test", "--json"))
+    report = json.loads(
+        run("evaluate", str(tmp_path / "models" / "cifar10-seed"), "--data", str(data), "--split", "test", "--json")
+    )
     assert report["images"] == 40 and len(report["per_class_accuracy"]) == 10
     text = run("evaluate", str(tmp_path / "models" / "cifar10-seed"), "--data", str(data), "--split", "val")
     assert text.startswith("accuracy: ") and "confusion matrix" in text
@@ -128,7 +164,11 @@ def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "training", "train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
     assert done.returncode == 2
     assert "error:" in done.stderr and "found neither" in done.stderr

@@ -15,7 +15,9 @@ from tests.conftest import ROOT
 from training.optimizer import ParamGroup, TorchSGD
 
 
-def torch_sgd_reference(p: np.ndarray, grads: list[np.ndarray], lr: float, momentum: float, wd: float, nesterov: bool) -> np.ndarray:
+def torch_sgd_reference(
+    p: np.ndarray, grads: list[np.ndarray], lr: float, momentum: float, wd: float, nesterov: bool
+) -> np.ndarray:
     """torch.optim.SGD.step, transcribed from its documentation (dampening 0)."""
     buf = None
     for g in grads:
@@ -50,10 +52,19 @@ def test_groups_carry_their_own_rate_and_decay() -> None:
     kernel = keras.Variable(k0, name="kernel")
     bias = keras.Variable(b0, name="beta")
     assert bias.path == "beta"
-    opt = TorchSGD(0.01, momentum=0.9, weight_decay=0.5, groups=[ParamGroup("bn_bias", r"beta$", lr_scale=64.0, weight_decay=0.002)])
+    opt = TorchSGD(
+        0.01,
+        momentum=0.9,
+        weight_decay=0.5,
+        groups=[ParamGroup("bn_bias", r"beta$", lr_scale=64.0, weight_decay=0.002)],
+    )
     _apply(opt, [kernel, bias], grads)
-    np.testing.assert_allclose(np.asarray(kernel), torch_sgd_reference(k0, [g[0] for g in grads], 0.01, 0.9, 0.5, True), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(bias), torch_sgd_reference(b0, [g[1] for g in grads], 0.64, 0.9, 0.002, True), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(kernel), torch_sgd_reference(k0, [g[0] for g in grads], 0.01, 0.9, 0.5, True), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(bias), torch_sgd_reference(b0, [g[1] for g in grads], 0.64, 0.9, 0.002, True), rtol=1e-5
+    )
     assert opt.group_of(kernel) is None and opt.group_of(bias).name == "bn_bias"
 
 
