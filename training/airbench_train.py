@@ -26,7 +26,7 @@ import numpy as np
 from model.architectures import build_model
 from model.whitening import whitening_kernel
 from training.config import TrainConfig
-from training.data import Dataset, load_dataset, stratified_split
+from training.data import Dataset, load_dataset, stratified_split, whitening_sample
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
 from training.optimizer import ParamGroup, TorchSGD
 from training.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE
@@ -121,7 +121,7 @@ def train_seeds(
     keras.mixed_precision.set_global_policy("float32")
     optimizer = make_optimizer(cfg)
     loop = DeviceLoop(model, eval_model, optimizer, cfg.label_smoothing)
-    whitening = _Whitening(eval_model, jnp.asarray(x_train[:WHITENING_IMAGES]))
+    whitening = _Whitening(eval_model, jnp.asarray(whitening_sample(x_train, WHITENING_IMAGES, cfg.split_seed)))
     per_epoch, total = steps_for(cfg, len(x_train), max_steps)
     lrs = lr_table(
         WarmupWarmdown(peak_lr(cfg), total, cfg.warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total

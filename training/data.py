@@ -244,6 +244,15 @@ def _load_keras(split: str) -> Dataset:
     return Dataset(x.astype(np.uint8), y.reshape(-1).astype(np.int64), "keras.datasets.cifar10", "keras")
 
 
+def whitening_sample(images: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """`n` images drawn without replacement, for fitting a whitening stem. Not a prefix:
+    the decoded set and its split keep images in class order, so the first 5,000 of the
+    training part are 4,500 airplanes and 500 automobiles, and a whitening fitted on
+    them decorrelates those classes' patches rather than the data's."""
+    pick = np.random.default_rng(seed).choice(len(images), size=min(n, len(images)), replace=False)
+    return images[np.sort(pick)]
+
+
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic, class-balanced (train_idx, val_idx); the two never overlap."""
     if not 0 <= val_size < len(labels):

@@ -21,7 +21,7 @@ from model.architectures import adapt_model, build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
 from training.config import TrainConfig
-from training.data import Dataset, load_dataset, stratified_split
+from training.data import Dataset, load_dataset, stratified_split, whitening_sample
 from training.lookahead import Lookahead
 from training.metrics import classification_report
 from training.run_folder import (
@@ -179,7 +179,7 @@ def _build(cfg: TrainConfig, x_train: np.ndarray, steps: int) -> tuple[keras.Mod
     if cfg.arch == "fast":
         options["data_format"] = training_data_format(cfg.data_format)
     model = build_model(cfg.arch, **options)
-    adapt_model(cfg.arch, model, x_train[:WHITENING_IMAGES])
+    adapt_model(cfg.arch, model, whitening_sample(x_train, WHITENING_IMAGES, cfg.split_seed))
     model.compile(
         optimizer=make_optimizer(cfg, steps),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from model.classes import CLASS_NAMES
-from training.data import DataError, load_dataset, stratified_split
+from training.data import DataError, load_dataset, stratified_split, whitening_sample
 
 RNG = np.random.default_rng(7)
 
@@ -179,6 +179,19 @@ def test_stratified_split_is_deterministic_balanced_and_disjoint() -> None:
     assert counts.min() >= 15 and counts.max() <= 15
     _, val_c = stratified_split(labels, 150, seed=4)
     assert set(val_c) != set(val_a)
+
+
+def test_whitening_sample_spans_the_classes_of_a_class_ordered_split() -> None:
+    # The split keeps class order: a 500-image prefix of its 4,500 training images holds
+    # two classes, 450 and 50 (the shipped whitening stems were fitted on such a prefix).
+    labels = np.repeat(np.arange(10), 500)
+    train_idx, _ = stratified_split(labels, 500, seed=0)
+    assert np.bincount(labels[train_idx][:500]).tolist() == [450, 50]
+    sample = whitening_sample(labels[train_idx], 500, seed=0)
+    counts = np.bincount(sample, minlength=10)
+    assert len(sample) == 500 and counts.min() >= 25, counts
+    np.testing.assert_array_equal(sample, whitening_sample(labels[train_idx], 500, seed=0))
+    assert len(whitening_sample(labels[:30], 500, seed=0)) == 30
 
 
 def test_shared_training_archive_reads(real_samples) -> None:
