@@ -22,11 +22,14 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY --from=requirements /requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 
-# --- the project itself: the service and the model code, not training --------------
+# --- the project itself: the service and the serving half of model/ ------------------
+# Not training/, and not model/builders/ or model/reference.py: the service loads
+# exported models and never builds one (tests/app/test_serving_imports.py checks
+# that it imports nothing else from model/).
 FROM deps AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY model/ model/
+COPY model/__init__.py model/contract.py model/classes.py model/layers.py model/
 COPY app/ app/
 RUN pip install --no-deps . && rm -rf /src
 

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from model.architectures import build_model
-from model.whitening import whitening_kernel
+from model.builders import build_model
+from model.layers import whitening_kernel
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset, stratified_split
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop

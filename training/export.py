@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from model import contract
-from model.airbench import tta_logits
-from model.architectures import build_model, feature_layers
+from model.builders import build_model, feature_layers
+from model.builders.airbench import tta_logits
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 from training.archive import archive_record, write_archive
 from training.config import TrainConfig

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from model.architectures import adapt_model, build_model
+from model.builders import adapt_model, build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
 from training.config import TrainConfig

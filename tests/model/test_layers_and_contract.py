@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import contract
-from model.architectures import build_model, feature_layers
+from model.builders import build_model, feature_layers
 
 
 def test_lrn_matches_tf_nn_lrn() -> None:

@@ -1,4 +1,6 @@
-"""One entry point from an architecture name and its options to a Keras model."""
+"""The Keras builders of the architectures, for training and export; the service never
+imports them (it loads exported models). One entry point from an architecture name and
+its options to a Keras model."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from model import airbench, fast, tutorial
+from model.builders import airbench, fast, tutorial
 
 ARCHITECTURES = ("tutorial", "fast", "airbench")
 
