@@ -35,23 +35,29 @@ RUN pip install --no-deps . && rm -rf /src
 
 # --- runtime: the same base, the virtual environment and the default model ----------
 FROM ${BASE_IMAGE} AS runtime
-# tensorflow: the SavedModel; jax: the Keras archive beside it (the gpu-jax variant).
-ARG RUNTIME=tensorflow
+# The service's settings default in app/settings.py; the image sets only those it must
+# change (tests/test_deployment_config.py fails on a copy of a default):
+# - CIFAR10_RUNTIME: empty (the service's default, tensorflow) unless built with
+#   RUNTIME=jax, as the gpu-jax variant is, which has no TensorFlow to run;
+# - CIFAR10_HOST: cifar10-serve listens on 127.0.0.1 by default, and a container
+#   must take connections from outside itself (the port stays the default, 8000);
+# - CIFAR10_MODEL_DIR: the model baked in below, not a checkout's saved_models/cifar10.
+ARG RUNTIME=
 ENV CIFAR10_RUNTIME=${RUNTIME} \
+    CIFAR10_HOST=0.0.0.0 \
+    CIFAR10_MODEL_DIR=/models/cifar10 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    CIFAR10_HOST=0.0.0.0 \
-    CIFAR10_PORT=8000 \
-    CIFAR10_MODEL_DIR=/models/cifar10
+    TF_CPP_MIN_LOG_LEVEL=2
 COPY --from=build /opt/venv /opt/venv
 # The shipped default model; mount another read-only and point CIFAR10_MODEL_DIR at it.
 COPY saved_models/cifar10/ /models/cifar10/
 WORKDIR /srv
 # A numeric, non-root user: nothing in the image needs root, and no passwd entry is needed.
 USER 10001:10001
+# cifar10-serve's default port (app/__main__.py; CIFAR10_PORT changes it).
 EXPOSE 8000
 # The start period covers TensorFlow's import, the model load and the warm-up.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
