@@ -6,21 +6,18 @@
 #   docker build --build-arg BASE_IMAGE=cifar10-base:bookworm ...      # air-gapped, see docker/base
 ARG BASE_IMAGE=python:3.11-slim
 
-# --- the runtime requirements, extracted from pyproject.toml --------------------------
-FROM ${BASE_IMAGE} AS requirements
-ARG VARIANT=cpu
-COPY pyproject.toml docker/requirements.py /src/
-RUN python3 /src/requirements.py --pyproject /src/pyproject.toml --variant "$VARIANT" > /requirements.txt
-
-# --- dependencies: a layer of their own, rebuilt only when the requirements change ----
-# (COPY's cache key is the file's content: editing pyproject.toml's tool sections
-# does not reinstall TensorFlow.)
+# --- dependencies: a layer of their own, from the variant's lock file -----------------
+# requirements/serve-<variant>.lock pins every package (`make lock` writes them from
+# pyproject.toml, resolved for Linux x86_64 and Python 3.11). COPY's cache key is the
+# file's content: only a new lock reinstalls TensorFlow. --no-deps and pip check: what
+# the lock lists, all of it, and nothing else.
 FROM ${BASE_IMAGE} AS deps
+ARG VARIANT=cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=180
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY --from=requirements /requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+COPY requirements/serve-${VARIANT}.lock /tmp/requirements.lock
+RUN pip install --no-deps -r /tmp/requirements.lock && pip check
 
 # --- the project itself: the service and the serving half of model/ ------------------
 # Not training/, and not model/builders/ or model/reference.py: the service loads
