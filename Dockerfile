@@ -30,8 +30,8 @@ COPY model/__init__.py model/contract.py model/classes.py model/layers.py model/
 COPY app/ app/
 RUN pip install --no-deps . && rm -rf /src
 
-# --- runtime: the same base, the virtual environment and the default model ----------
-FROM ${BASE_IMAGE} AS runtime
+# --- the service: the same base, the virtual environment and the default model -----
+FROM ${BASE_IMAGE} AS service
 # The service's settings default in app/settings.py; the image sets only those it must
 # change (tests/test_deployment_config.py fails on a copy of a default):
 # - CIFAR10_RUNTIME: empty (the service's default, tensorflow) unless built with

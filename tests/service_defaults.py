@@ -56,7 +56,7 @@ def is_default(variable: str, value: str) -> bool:
 
 
 def image_env() -> dict[str, str]:
-    """The CIFAR10_* variables the image's runtime stage sets, build arguments at their
+    """The CIFAR10_* variables the image's final stage sets, build arguments at their
     defaults; an empty one is not set (Settings ignores it)."""
     steps = dockerfile_instructions((ROOT / "Dockerfile").read_text())
     args: dict[str, str] = {}
