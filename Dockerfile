@@ -6,49 +6,55 @@
 #   docker build --build-arg BASE_IMAGE=cifar10-base:bookworm ...      # air-gapped, see docker/base
 ARG BASE_IMAGE=python:3.11-slim
 
-# --- the runtime requirements, extracted from pyproject.toml --------------------------
-FROM ${BASE_IMAGE} AS requirements
-ARG VARIANT=cpu
-COPY pyproject.toml docker/requirements.py /src/
-RUN python3 /src/requirements.py --pyproject /src/pyproject.toml --variant "$VARIANT" > /requirements.txt
-
-# --- dependencies: a layer of their own, rebuilt only when the requirements change ----
-# (COPY's cache key is the file's content: editing pyproject.toml's tool sections
-# does not reinstall TensorFlow.)
+# --- dependencies: a layer of their own, from the variant's lock file -----------------
+# requirements/serve-<variant>.lock pins every package (`make lock` writes them from
+# pyproject.toml, resolved for Linux x86_64 and Python 3.11). COPY's cache key is the
+# file's content: only a new lock reinstalls TensorFlow. --no-deps and pip check: what
+# the lock lists, all of it, and nothing else.
 FROM ${BASE_IMAGE} AS deps
+ARG VARIANT=cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=180
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY --from=requirements /requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+COPY requirements/serve-${VARIANT}.lock /tmp/requirements.lock
+RUN pip install --no-deps -r /tmp/requirements.lock && pip check
 
-# --- the project itself: the service and the model code, not training --------------
+# --- the project itself: the service and the serving half of model/ ------------------
+# Not training/, and not model/builders/ or model/reference.py: the service loads
+# exported models and never builds one (tests/app/test_serving_imports.py checks
+# that it imports nothing else from model/).
 FROM deps AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY model/ model/
+COPY model/__init__.py model/contract.py model/classes.py model/layers.py model/
 COPY app/ app/
 RUN pip install --no-deps . && rm -rf /src
 
-# --- runtime: the same base, the virtual environment and the default model ----------
-FROM ${BASE_IMAGE} AS runtime
-# tensorflow: the SavedModel; jax: the Keras archive beside it (the gpu-jax variant).
-ARG RUNTIME=tensorflow
+# --- the service: the same base, the virtual environment and the default model -----
+FROM ${BASE_IMAGE} AS service
+# The service's settings default in app/settings.py; the image sets only those it must
+# change (tests/test_deployment_config.py fails on a copy of a default):
+# - CIFAR10_RUNTIME: empty (the service's default, tensorflow) unless built with
+#   RUNTIME=jax, as the gpu-jax variant is, which has no TensorFlow to run;
+# - CIFAR10_HOST: cifar10-serve listens on 127.0.0.1 by default, and a container
+#   must take connections from outside itself (the port stays the default, 8000);
+# - CIFAR10_MODEL_DIR: the model baked in below, not a checkout's saved_models/cifar10.
+ARG RUNTIME=
 ENV CIFAR10_RUNTIME=${RUNTIME} \
+    CIFAR10_HOST=0.0.0.0 \
+    CIFAR10_MODEL_DIR=/models/cifar10 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    CIFAR10_HOST=0.0.0.0 \
-    CIFAR10_PORT=8000 \
-    CIFAR10_MODEL_DIR=/models/cifar10
+    TF_CPP_MIN_LOG_LEVEL=2
 COPY --from=build /opt/venv /opt/venv
 # The shipped default model; mount another read-only and point CIFAR10_MODEL_DIR at it.
 COPY saved_models/cifar10/ /models/cifar10/
 WORKDIR /srv
 # A numeric, non-root user: nothing in the image needs root, and no passwd entry is needed.
 USER 10001:10001
+# cifar10-serve's default port (app/__main__.py; CIFAR10_PORT changes it).
 EXPOSE 8000
 # The start period covers TensorFlow's import, the model load and the warm-up.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \

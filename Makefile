@@ -6,18 +6,38 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install system-packages serve test test-reliability test-docker lint bench clean
+.PHONY: install lock system-packages serve test test-reliability test-docker lint bench clean
 # The browser test drives Debian's Chromium through chromedriver.
 BROWSER_PACKAGES := chromium:chromium chromedriver:chromium-driver
+# Every package pinned, for Linux x86_64 and Python 3.11 (`make lock` writes it).
+LOCK := requirements/dev.lock
 
-$(VENV)/.installed: pyproject.toml
+# The lock's packages exactly (no resolver run), then the project without dependencies.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve the lock files from pyproject.toml after a change there, keeping every pin
+# that still fits. `make lock UPGRADE=1` moves every package to the newest version that
+# fits; `make lock UV_ARGS="--upgrade-package numpy"` one. The images' locks
+# (requirements/serve-<variant>.lock, the variants of docker/requirements.py) take the
+# dev lock's versions, so the image runs what the tests ran.
+UV_COMPILE = $(PY) -m uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) $(UV_ARGS)
+lock: install
+	$(UV_COMPILE) pyproject.toml --extra dev -o $(LOCK)
+	$(UV_COMPILE) pyproject.toml -c $(LOCK) -o requirements/serve-cpu.lock
+	for variant in gpu gpu-jax; do \
+		$(PY) docker/requirements.py --variant $$variant \
+		| $(UV_COMPILE) - -c $(LOCK) -o requirements/serve-$$variant.lock || exit 1; \
+	done
 
 # Installed with apt-get when missing and running as root; otherwise named, and make stops.
 system-packages:

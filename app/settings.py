@@ -11,7 +11,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CIFAR10_", env_file=".env", frozen=True, extra="ignore")
+    # An empty variable means the default: the image passes its RUNTIME build argument
+    # through as CIFAR10_RUNTIME, empty unless a variant sets it.
+    model_config = SettingsConfigDict(
+        env_prefix="CIFAR10_", env_file=".env", env_ignore_empty=True, frozen=True, extra="ignore"
+    )
 
     model_dir: Path = Field(
         Path("saved_models/cifar10"), description="model folder; its highest numeric version is served"

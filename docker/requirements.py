@@ -1,5 +1,6 @@
-"""Print the service's runtime requirements from pyproject.toml, for the Dockerfile's
-dependency layer (cached until pyproject.toml changes).
+"""Print the service's runtime requirements from pyproject.toml for an image variant:
+what `make lock` resolves into requirements/serve-<variant>.lock, which the Dockerfile
+installs.
 
     python docker/requirements.py [--variant cpu|gpu|gpu-jax] [--pyproject PATH]
 

@@ -16,7 +16,7 @@ from training.config import DEFAULT_DATA
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / DEFAULT_DATA).resolve()
 SHIPPED = ROOT / "saved_models" / "cifar10"
-SHIPPED_SEED = ROOT / "saved_models" / "cifar10-seed"
+SHIPPED_TUTORIAL = ROOT / "saved_models" / "cifar10-tutorial"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

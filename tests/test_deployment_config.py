@@ -1,14 +1,21 @@
 """The image's requirement variants and the GPU compose file: the jax variant carries no
-TensorFlow, and the GPU stack runs the jax runtime unless told otherwise."""
+TensorFlow, and the GPU stack runs the jax runtime unless told otherwise. And one source
+for each serving default: app/settings.py; the image and the compose files set only what
+differs from it, never a copy of a default, and only variables the service reads."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
+from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from app.settings import Settings
 from tests.conftest import ROOT
+from tests.service_defaults import INTERNAL, image_env, is_default, known, settings_fields
 
 spec = importlib.util.spec_from_file_location("requirements", ROOT / "docker" / "requirements.py")
 assert spec is not None and spec.loader is not None
@@ -27,14 +34,77 @@ def test_requirement_variants() -> None:
 
 def test_gpu_compose_runs_the_jax_runtime_on_jax_image() -> None:
     gpu = yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())["services"]["api"]
+    # The build argument becomes the image's CIFAR10_RUNTIME (Dockerfile).
     assert gpu["build"]["args"] == {"VARIANT": "${CIFAR10_VARIANT:-gpu-jax}", "RUNTIME": "${CIFAR10_RUNTIME:-jax}"}
-    assert gpu["environment"]["CIFAR10_RUNTIME"] == "${CIFAR10_RUNTIME:-jax}"
+    assert "ENV CIFAR10_RUNTIME=${RUNTIME}" in (ROOT / "Dockerfile").read_text()
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["api"]["environment"]
-    assert (
-        base["CIFAR10_RUNTIME"] == "${CIFAR10_RUNTIME:-tensorflow}"
-        and base["CIFAR10_WORKERS"] == "${CIFAR10_WORKERS:-1}"
-    )
+    assert "CIFAR10_RUNTIME" not in environment(ROOT / "docker-compose.yml", "api")[0]
+
+
+# --- one source for each default ----------------------------------------------------
+
+COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml", ROOT / "docker" / "compose.hostnet.yml"]
+# The services that run the service (the others, nginx, have variables of their own).
+API_SERVICES = ("api", "api-2")
+
+
+def environment(path: Path, service: str) -> tuple[dict[str, str], set[str]]:
+    """A compose service's environment: the values it sets (a `${VAR:-default}`'s default),
+    and the names it passes through from the shell without a value."""
+    data = yaml.safe_load(path.read_text())
+    spec: dict[str, Any] = data["services"].get(service, {})  # YAML's merge key has brought x-api in
+    raw = spec.get("environment", {})
+    if isinstance(raw, list):
+        raw = dict(item.partition("=")[::2] if "=" in item else (item, None) for item in raw)
+    values, passed = {}, set()
+    for name, value in raw.items():
+        if value is None:
+            passed.add(name)
+        else:
+            match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value))
+            values[name] = match[2] if match else str(value)
+    return values, passed
+
+
+def test_the_image_sets_only_what_differs_from_the_settings() -> None:
+    env = image_env()
+    assert set(env) == {"CIFAR10_HOST", "CIFAR10_MODEL_DIR"}  # the CPU image; RUNTIME is empty there
+    for variable, value in env.items():
+        assert known(variable), f"Dockerfile sets {variable}, which the service does not read"
+        assert not is_default(variable, value), f"Dockerfile sets {variable}={value}, the service's default"
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("service", API_SERVICES)
+def test_compose_sets_only_what_differs(path: Path, service: str) -> None:
+    values, passed = environment(path, service)
+    image = image_env()
+    for variable, value in values.items():
+        assert variable.startswith("CIFAR10_") and known(variable), f"{path.name}: {variable} is not a setting"
+        # What the container would get without this line: the image's value, else the default.
+        if variable in image:
+            assert value != image[variable], f"{path.name}: {variable}={value}, as the image sets it"
+        else:
+            assert not is_default(variable, value), f"{path.name}: {variable}={value} is the default"
+    for variable in passed:
+        assert variable in settings_fields(), f"{path.name}: passes {variable}, which is not a setting"
+        # Compose 1.x sends an unset name as "unset it", which would undo the image's value.
+        assert variable not in image, f"{path.name}: passing {variable} through would unset the image's value"
+
+
+def test_compose_passes_every_other_setting_through() -> None:
+    _, passed = environment(ROOT / "docker-compose.yml", "api")
+    expected = set(settings_fields()) - INTERNAL - set(image_env()) - {"CIFAR10_RUNTIME"}
+    assert passed == expected
+
+
+def test_the_balancer_limits_bodies_as_the_service_does() -> None:
+    # nginx cannot read app/settings.py: its image holds a copy of the default, checked here.
+    nginx = (ROOT / "docker" / "nginx" / "Dockerfile").read_text()
+    (limit,) = re.findall(r"LB_MAX_BODY_BYTES=(\d+)", nginx)
+    assert int(limit) == Settings.model_fields["max_upload_bytes"].default
+    lb = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["lb"]["environment"]
+    assert lb["LB_MAX_BODY_BYTES"] == f"${{CIFAR10_MAX_UPLOAD_BYTES:-{limit}}}"
 
 
 def test_settings_take_the_runtime_and_workers(monkeypatch) -> None:
@@ -43,6 +113,8 @@ def test_settings_take_the_runtime_and_workers(monkeypatch) -> None:
     settings = Settings()
     assert (settings.runtime, settings.workers, settings.engine_socket) == ("jax", 4, None)
     assert Settings(_env_file=None).runtime == "jax"
+    monkeypatch.setenv("CIFAR10_RUNTIME", "")  # the CPU image's: its RUNTIME build argument is empty
+    assert Settings(_env_file=None).runtime == "tensorflow"
     monkeypatch.setenv("CIFAR10_RUNTIME", "torch")
     import pydantic
     import pytest

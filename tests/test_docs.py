@@ -1,6 +1,6 @@
-"""The docs say each default once and agree with the code: the settings table and the
-compose file against app/settings.py, and every relative link in the README and
-docs/ points at a file that exists."""
+"""The docs agree with the code: the settings table against app/settings.py (the
+deployment files are checked by tests/test_deployment_config.py and tests/deploy), and
+every relative link in the README and docs/ points at a file that exists."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from app.settings import Settings
 from tests.conftest import ROOT
@@ -48,22 +47,6 @@ def test_settings_table_lists_every_setting_with_its_default() -> None:
         assert same(table[variable], field.default), (
             f"{variable}: docs say {table[variable]!r}, settings.py {field.default!r}"
         )
-
-
-def test_compose_defaults_are_the_settings_defaults() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    environment = compose["x-api"]["environment"]
-    fields = {f"{PREFIX}{name}".upper(): field for name, field in Settings.model_fields.items()}
-    checked = 0
-    for variable, value in environment.items():
-        match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value))
-        assert match and match[1] == variable, f"{variable}: {value!r} is not ${{{variable}:-default}}"
-        if variable in fields and variable != f"{PREFIX}MODEL_DIR":  # the image's own path
-            assert same(match[2], fields[variable].default), (
-                f"{variable}: compose {match[2]!r}, settings.py {fields[variable].default!r}"
-            )
-            checked += 1
-    assert checked > 10
 
 
 DOCS = [ROOT / "README.md", ROOT / "DEVELOPERS.md", *sorted((ROOT / "docs").rglob("*.md"))]

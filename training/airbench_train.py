@@ -1,8 +1,8 @@
 """Train the airbench recipe over several seeds on one JAX device, as airbench times it,
 and write one ordinary run folder per seed plus a summary.
 
-Order of work, as in airbench: compile every function once and time that; one
-warm-up run on random labels (not reported as a result); then the seeds, each timed
+Order of work, as in airbench (which calls it a warm-up): one compile run on random
+labels, in which every function compiles, timed but not reported as a result; then the seeds, each timed
 from the whitening fit to the last update, and its evaluation timed apart. All seeds
 share one validation split (`split_seed`), so their spread is the training's alone.
 The run folders are what `python -m training export` reads; the median seed by TTA
@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from model.architectures import build_model
-from model.whitening import whitening_kernel
+from model.builders import build_model
+from model.layers import whitening_kernel
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset, stratified_split, whitening_sample
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
@@ -100,7 +100,7 @@ def train_seeds(
     out: Path,
     data: Dataset | None = None,
     max_steps: int | None = None,
-    warmup: bool = True,
+    compile_run: bool = True,
 ) -> dict[str, Any]:
     """Train `cfg` once per seed into `out/seed-<n>`; write and return the summary."""
     if keras.backend.backend() != "jax":
@@ -124,7 +124,7 @@ def train_seeds(
     whitening = _Whitening(eval_model, jnp.asarray(whitening_sample(x_train, WHITENING_IMAGES, cfg.split_seed)))
     per_epoch, total = steps_for(cfg, len(x_train), max_steps)
     lrs = lr_table(
-        WarmupWarmdown(peak_lr(cfg), total, cfg.warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total
+        WarmupWarmdown(peak_lr(cfg), total, cfg.lr_warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total
     )
     options: dict[str, Any] = {
         "epochs": total / per_epoch,
@@ -137,16 +137,17 @@ def train_seeds(
     }
     y_train_dev = jnp.asarray(y_train)
 
-    warmup_seconds = None
-    if warmup:
-        # airbench's warm-up: a whole run on random labels, in which every function is
+    compile_run_seconds = None
+    if compile_run:
+        # airbench's warm-up, called the compile run here (the service's warm-up is
+        # another thing): a whole run on random labels, in which every function is
         # compiled, so that nothing the timed runs do is done for the first time.
         random_labels = jax.random.randint(jax.random.key(1), y_train_dev.shape, 0, 10).astype(y_train_dev.dtype)
         padded = prepare_train_set(jax.random.key(1), x_train, cfg.translate, cfg.flip)
         started = time.perf_counter()
         run_loop(loop, _fresh_weights(cfg, 1), jax.random.key(1), padded, random_labels, x_val, y_val, **options)
-        warmup_seconds = time.perf_counter() - started
-        print(f"warm-up run (compilation included) {warmup_seconds:.1f} s", flush=True)
+        compile_run_seconds = time.perf_counter() - started
+        print(f"compile run (compilation included) {compile_run_seconds:.1f} s", flush=True)
 
     rows, run_metrics = [], []
     for seed in seeds:
@@ -180,13 +181,13 @@ def train_seeds(
             )
         )
 
-    summary = _summary(cfg, rows, warmup_seconds)
+    summary = _summary(cfg, rows, compile_run_seconds)
     # metrics.json last, once the seeds' statistics exist: every run's card carries those
     # of the seeds it was one of, and a run folder without it reads as unfinished.
     for row, metrics in zip(rows, run_metrics, strict=True):
         metrics.update(
             compile_seconds=summary["compile_seconds"],
-            warmup_run_seconds=summary["warmup_run_seconds"],
+            compile_run_seconds=summary["compile_run_seconds"],
             seed_statistics=summary["statistics"],
         )
         (out / f"seed-{row['seed']}" / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -255,11 +256,11 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def _summary(cfg: TrainConfig, rows: list[dict[str, Any]], warmup_seconds: float | None) -> dict[str, Any]:
-    # Compilation: what the warm-up run took beyond a timed run (its functions compiled
+def _summary(cfg: TrainConfig, rows: list[dict[str, Any]], compile_run_seconds: float | None) -> dict[str, Any]:
+    # Compilation: what the compile run took beyond a timed run (its functions compiled
     # on first call; everything else it did the timed runs do too).
     timed = statistics.fmean(r["train_seconds"] + r["eval_seconds"] for r in rows)
-    compile_seconds = None if warmup_seconds is None else round(warmup_seconds - timed, 2)
+    compile_seconds = None if compile_run_seconds is None else round(compile_run_seconds - timed, 2)
     ranked = sorted(rows, key=lambda r: (r["val_accuracy_tta"], r["seed"]))
     median = ranked[(len(ranked) - 1) // 2]
     keys = (
@@ -279,7 +280,7 @@ def _summary(cfg: TrainConfig, rows: list[dict[str, Any]], warmup_seconds: float
         "keras": keras.__version__,
         "host_cpus": os.cpu_count(),
         "compile_seconds": compile_seconds,
-        "warmup_run_seconds": None if warmup_seconds is None else round(warmup_seconds, 2),
+        "compile_run_seconds": None if compile_run_seconds is None else round(compile_run_seconds, 2),
         "runs": rows,
         "statistics": {k: _stats([float(r[k]) for r in rows]) for k in keys},
         "median_seed": median["seed"],
@@ -290,7 +291,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A markdown table of the seeds and their statistics, as the docs quote it."""
     lines = [
         f"device: {summary['device']}; Keras {summary['keras']} on {summary['backend']} (jax {summary['jax']}); "
-        f"compilation {summary['compile_seconds']} s (warm-up run {summary['warmup_run_seconds']} s)",
+        f"compilation {summary['compile_seconds']} s (compile run {summary['compile_run_seconds']} s)",
         "",
         "| seed | val acc | val acc TTA | val acc (train precision) | TTA (train precision) | train s | eval s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import contract
-from model.architectures import build_model
+from model.builders import build_model
 from model.classes import IMAGE_SHAPE
 from training.config import TrainConfig
 

@@ -60,12 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--seeds", help="airbench only: train once per seed, e.g. 0-7 or 0,3,5; --out then holds seed-<n> folders"
     )
-    # Not --no-warmup: --warmup is the learning rate's warm-up fraction (a TrainConfig field).
     t.add_argument(
-        "--no-warmup-run",
+        "--no-compile-run",
         action="store_true",
-        help="airbench only: skip the untimed run on random labels that compiles everything first",
+        help="airbench only: skip the run on random labels that compiles everything before the timed runs",
     )
+    # Its name until the learning rate's warm-up became --lr-warmup, for old job scripts.
+    t.add_argument("--no-warmup-run", dest="no_compile_run", action="store_true", help=argparse.SUPPRESS)
     t.add_argument(
         "--max-steps", type=int, help="smoke tests: cut each epoch (airbench: the whole run) to this many steps"
     )
@@ -123,7 +124,7 @@ def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = _train_config(args)
     seeds = parse_seeds(args.seeds) if args.seeds else [cfg.seed]
-    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, warmup=not args.no_warmup_run)
+    summary = train_seeds(cfg, seeds, args.out, max_steps=args.max_steps, compile_run=not args.no_compile_run)
     print(format_summary(summary))
     return summary["statistics"]
 
@@ -133,8 +134,8 @@ def _check(args: argparse.Namespace) -> None:
     if args.command == "train":
         if args.seeds:
             parse_seeds(args.seeds)
-        if not _is_airbench(args) and (args.seeds or args.no_warmup_run):
-            raise UsageError("--seeds and --no-warmup-run apply to the airbench recipe only")
+        if not _is_airbench(args) and (args.seeds or args.no_compile_run):
+            raise UsageError("--seeds and --no-compile-run apply to the airbench recipe only")
         if _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") != "jax":
             raise UsageError(f"the airbench recipe trains on JAX; KERAS_BACKEND is {os.environ['KERAS_BACKEND']!r}")
         prepare(args.out, force=args.force)

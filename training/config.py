@@ -7,13 +7,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# Fields renamed since runs were first written: config.json of an old run still loads.
+RENAMED_FIELDS = {"warmup": "lr_warmup"}
+
 # The training images beside a checkout (the tests and `evaluate` read them too).
 DEFAULT_DATA = "../shared/data/cifar10-train-jpeg.tar.gz"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    arch: str = "fast"  # "seed" (the tutorial's network), "fast" (residual CNN) or "airbench" (airbench94's)
+    arch: str = "fast"  # "tutorial" (the tutorial's network), "fast" (residual CNN) or "airbench" (airbench94's)
     widths: tuple[int, ...] = (64, 128, 128)  # fast and airbench: channels of the three blocks
     stem: str = "conv"  # fast only: "conv" (trained 3x3) or "whiten" (airbench's frozen 2x2 whitening)
     data_format: str = "auto"  # fast only, training only: "auto" = channels_first under PyTorch
@@ -23,11 +26,11 @@ class TrainConfig:
     epochs: float = 8  # passes over the training split; fractional for airbench only (9.9: the last pass cut short)
     batch_size: int = 512  # images per optimiser step
     optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
-    lr: float = 0.2  # peak learning rate, reached after the warm-up; airbench: per 1,024 examples (its unit)
+    lr: float = 0.2  # peak learning rate, reached after lr_warmup; airbench: per 1,024 examples (its unit)
     momentum: float = 0.9  # SGD momentum (fraction of the old velocity kept)
     weight_decay: float = 5e-4  # decoupled decay per unit of lr, not on BN or biases; airbench: per 1,024 examples
-    l2: float = 0.0  # seed only: L2 penalty coefficient on kernels, added to the loss
-    warmup: float = 0.2  # fraction of all steps over which the learning rate ramps up
+    l2: float = 0.0  # tutorial only: L2 penalty coefficient on kernels, added to the loss
+    lr_warmup: float = 0.2  # fraction of all steps over which the learning rate ramps up to lr
     initial_lr_fraction: float = 0.0  # airbench only: learning rate at step 0, as a fraction of the peak
     final_lr_fraction: float = 0.0  # learning rate at the last step, as a fraction of the peak
     whiten_bias_epochs: int | None = None  # airbench only: epochs after which the whitening bias stops training
@@ -53,6 +56,13 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        # Old names: "warmup" was the learning rate's ramp (lr_warmup now: the service's
+        # warm-up is another thing), and the tutorial's network was the "seed" network.
+        data = {RENAMED_FIELDS.get(k, k): v for k, v in data.items()}
+        if data.get("arch") == "seed":
+            data["arch"] = "tutorial"
+        if data.get("preset") == "seed":
+            data["preset"] = "tutorial-modern"
         values = {k: v for k, v in data.items() if k in known}
         if "widths" in values:
             values["widths"] = tuple(values["widths"])
@@ -82,7 +92,7 @@ AIRBENCH94 = TrainConfig(
     momentum=0.85,
     weight_decay=0.0153,
     bias_lr_scale=64.0,
-    warmup=0.23,
+    lr_warmup=0.23,
     initial_lr_fraction=0.2,
     final_lr_fraction=0.07,
     label_smoothing=0.2,
@@ -120,28 +130,28 @@ PRESETS: dict[str, TrainConfig] = {
     "gpu": TrainConfig(
         arch="fast", widths=(64, 256, 256), stem="whiten", epochs=10, batch_size=1024, lr=0.4, mixed_precision=True
     ),
-    # The seed network with a modern schedule and augmentation (the shipped seed model).
-    "seed": TrainConfig(
-        arch="seed",
+    # The tutorial's network with a modern schedule and augmentation (saved_models/cifar10-tutorial).
+    "tutorial-modern": TrainConfig(
+        arch="tutorial",
         epochs=15,
         batch_size=128,
         optimizer="adam",
         lr=1e-3,
         weight_decay=0.0,
         l2=1e-4,
-        warmup=0.05,
+        lr_warmup=0.05,
         label_smoothing=0.0,
     ),
     # The tutorial's own recipe: Adam 1e-4, batch 64, 100 epochs, no augmentation.
     "tutorial": TrainConfig(
-        arch="seed",
+        arch="tutorial",
         epochs=100,
         batch_size=64,
         optimizer="adam",
         lr=1e-4,
         weight_decay=0.0,
         l2=1e-4,
-        warmup=0.0,
+        lr_warmup=0.0,
         final_lr_fraction=1.0,
         label_smoothing=0.0,
         translate=0,
@@ -156,6 +166,6 @@ PRESET_SUMMARIES: dict[str, str] = {
     "airbench-cpu": "airbench94's recipe at airbench93's widths in float32, for a CPU",
     "cpu88": "the fast residual network, 88% in about 40 minutes on a 2-core CPU",
     "gpu": "the fast network, wider and in bfloat16, for a GPU",
-    "seed": "the tutorial's network with a modern schedule and augmentation (saved_models/cifar10-seed)",
+    "tutorial-modern": "the tutorial's network with a modern schedule and augmentation (saved_models/cifar10-tutorial)",
     "tutorial": "the tutorial's network and recipe: Adam 1e-4, batch 64, 100 epochs, no augmentation",
 }

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from model.airbench import tta_logits
+from model.builders.airbench import tta_logits
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
 from training.lookahead import EVERY, decay_at
 from training.optimizer import TorchSGD

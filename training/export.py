@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from model import contract
-from model.airbench import tta_logits
-from model.architectures import build_model, feature_layers
+from model.builders import build_model, feature_layers
+from model.builders.airbench import tta_logits
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 from training.archive import archive_record, write_archive
 from training.config import TrainConfig
@@ -35,7 +35,7 @@ TTA_DESCRIPTION = {
     1: "mirror-averaged",
     2: "averaged over the mirror and two one-pixel shifts (six views)",
 }
-TRAINING_RECORD = ("precision", "compile_seconds", "warmup_run_seconds", "eval_seconds", "steps", "seed_statistics")
+TRAINING_RECORD = ("precision", "compile_seconds", "compile_run_seconds", "eval_seconds", "steps", "seed_statistics")
 
 
 class ExportError(Exception):
@@ -108,6 +108,9 @@ def export_run(run: Path, out: Path) -> dict[str, Any]:
         raise ExportError(str(exc)) from exc
     cfg = TrainConfig.from_json(json.loads((run / CONFIG_FILE).read_text()))
     metrics = json.loads((run / METRICS_FILE).read_text())
+    # Runs from before the airbench trainer's warm-up run was called its compile run.
+    if "warmup_run_seconds" in metrics:
+        metrics.setdefault("compile_run_seconds", metrics.pop("warmup_run_seconds"))
     keras.mixed_precision.set_global_policy("float32")
     model = build_model(cfg.arch, **cfg.model_options())
     model.load_weights(run / WEIGHTS_FILE)

@@ -18,7 +18,7 @@ from training.config import TrainConfig
 # Fields set otherwise: --preset records itself, notes are free-form.
 NOT_FLAGS = ("preset", "notes")
 CHOICES: dict[str, tuple[str, ...]] = {
-    "arch": ("seed", "fast", "airbench"),
+    "arch": ("tutorial", "fast", "airbench"),
     "optimizer": ("sgd", "adam"),
     "stem": ("conv", "whiten"),
     "data_format": ("auto", "channels_last", "channels_first"),

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from model.architectures import adapt_model, build_model
+from model.builders import adapt_model, build_model
 from model.classes import CLASS_NAMES, NUM_CLASSES
 from training.augment import alternating_flip, translate
 from training.config import TrainConfig
@@ -49,7 +49,7 @@ def training_data_format(requested: str) -> str:
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     total = steps_per_epoch * int(cfg.epochs)
-    schedule = WarmupLinearDecay(cfg.lr, total, int(cfg.warmup * total), cfg.final_lr_fraction)
+    schedule = WarmupLinearDecay(cfg.lr, total, int(cfg.lr_warmup * total), cfg.final_lr_fraction)
     decay = cfg.weight_decay or None
     opt: keras.optimizers.Optimizer
     if cfg.optimizer == "sgd":

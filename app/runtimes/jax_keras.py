@@ -34,7 +34,7 @@ def _import_keras_jax() -> Any:
     os.environ["KERAS_BACKEND"] = "jax"
     import keras
 
-    import model.architectures  # noqa: F401  registers the custom layers the archive names
+    import model.layers  # noqa: F401  registers the custom layers the archive names
 
     return keras
 

@@ -32,6 +32,9 @@ classifier.warm()
 import keras
 assert keras.backend.backend() == "jax"
 assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]
+# The serving image ships model/'s serving half only (tests/app/test_serving_imports.py).
+assert "model.layers" in sys.modules
+assert not [m for m in sys.modules if m.startswith(("model.builders", "model.reference", "training"))]
 images = list(np.load(inputs)["images"])
 result = {{}}
 for n in (1, 3, len(images)):

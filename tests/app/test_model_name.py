@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
     ("folder", "name"),
     [
         pytest.param("saved_models/cifar10", "cifar10", id="base-folder"),
-        pytest.param("saved_models/cifar10-seed", "cifar10-seed", id="seed-folder"),
+        pytest.param("saved_models/cifar10-tutorial", "cifar10-tutorial", id="tutorial-folder"),
         pytest.param("models/tiny", "tiny", id="test-model"),
         pytest.param("saved_models/cifar10/6", "cifar10", id="version-folder"),
         pytest.param("/tmp/export/", "export", id="bare-savedmodel"),

@@ -58,7 +58,7 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="session")
 def dockerfile() -> dict[str, Any]:
-    """The runtime stage's user, exposed ports, environment, COPY targets and health-check start period."""
+    """The final (service) stage's user, exposed ports, environment, COPY targets and health-check start period."""
     steps = dockerfile_instructions((ROOT / "Dockerfile").read_text())
     env: dict[str, str] = {}
     for word, rest in steps:

@@ -19,6 +19,8 @@ from app.main import create_app
 from app.metrics import Metrics
 from app.settings import Settings
 from tests.deploy.conftest import KUBE, OVERLAYS, ROOT, container, find
+from tests.service_defaults import image_env, is_default, known
+from tests.service_defaults import main_defaults as main_env_defaults
 
 Docs = dict[str, list[dict[str, Any]]]
 # Settings another branch adds (issue 14: CIFAR10_RUNTIME=tensorflow|jax); until it lands
@@ -60,8 +62,9 @@ def test_ports_agree_with_the_image(rendered: Docs, dockerfile: dict[str, Any], 
     docs = rendered[overlay]
     (port,) = container(docs)["ports"]
     assert [port["containerPort"]] == dockerfile["expose"]
-    assert int(dockerfile["env"]["CIFAR10_PORT"]) == port["containerPort"]
-    assert "CIFAR10_PORT" not in config(docs) and "CIFAR10_HOST" not in config(docs)  # the image's 0.0.0.0:8000
+    # cifar10-serve's default port, which the image keeps; its host is the image's 0.0.0.0.
+    assert "CIFAR10_PORT" not in dockerfile["env"] and int(main_env_defaults()["CIFAR10_PORT"]) == port["containerPort"]
+    assert "CIFAR10_PORT" not in config(docs) and "CIFAR10_HOST" not in config(docs)
     assert dockerfile["env"]["CIFAR10_HOST"] == "0.0.0.0"
     named = {port["name"]: port["containerPort"], port["containerPort"]: port["containerPort"]}
     (service_port,) = find(docs, "Service")["spec"]["ports"]
@@ -209,9 +212,22 @@ def test_the_gpu_overlay_runs_jax(rendered: Docs) -> None:
 
 
 def test_the_default_model_is_the_one_baked_in(rendered: Docs, dockerfile: dict[str, Any]) -> None:
-    model_dir = config(rendered["cpu"])["CIFAR10_MODEL_DIR"]
-    assert model_dir == dockerfile["env"]["CIFAR10_MODEL_DIR"]
+    assert "CIFAR10_MODEL_DIR" not in config(rendered["cpu"])  # the image's
+    model_dir = dockerfile["env"]["CIFAR10_MODEL_DIR"]
     assert model_dir.rstrip("/") in [c.rstrip("/") for c in dockerfile["copies"]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_sets_only_what_differs(rendered: Docs, overlay: str) -> None:
+    """One source for each default: a value equal to the image's or to app/settings.py's
+    default is a copy that would drift."""
+    image = image_env()
+    for name, value in config(rendered[overlay]).items():
+        assert known(name), f"{overlay}: {name} is not read by the service"
+        if name in image:
+            assert value != image[name], f"{overlay}: {name}={value}, as the image sets it"
+        else:
+            assert not is_default(name, value), f"{overlay}: {name}={value} is the default (app/settings.py)"
 
 
 def test_the_volume_model_is_on_a_read_only_mount(rendered: Docs) -> None:

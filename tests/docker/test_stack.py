@@ -45,6 +45,15 @@ def test_container_serves_feature_maps(stack: Stack, real_samples) -> None:
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
 
+def test_image_ships_the_serving_half_of_model(docker: Docker, stack: Stack) -> None:
+    script = (
+        "import importlib.util as u, json; import model.layers; "
+        "print(json.dumps([u.find_spec(m) is None for m in ('model.builders', 'model.reference', 'training')]))"
+    )
+    found = docker.run("exec", stack.container("api"), "python", "-c", script).stdout
+    assert json.loads(found.strip().splitlines()[-1]) == [True, True, True]
+
+
 def test_container_runs_as_non_root(docker: Docker, stack: Stack) -> None:
     uid = docker.run(
         "exec", stack.container("api"), "python", "-c", "import os; print(os.getuid(), os.getgid())"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.architectures import build_model
+from model.builders import build_model
 from model.layers import PartialDirac, ScaledBias
 
 

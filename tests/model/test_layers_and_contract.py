@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import contract
-from model.architectures import build_model, feature_layers
+from model.builders import build_model, feature_layers
 
 
 def test_lrn_matches_tf_nn_lrn() -> None:
@@ -24,7 +24,7 @@ def test_lrn_matches_tf_nn_lrn() -> None:
     ("arch", "options", "shapes"),
     [
         pytest.param(
-            "seed",
+            "tutorial",
             {},
             {
                 "conv1": (32, 32, 64),
@@ -34,7 +34,7 @@ def test_lrn_matches_tf_nn_lrn() -> None:
                 "pool2": (8, 8, 64),
                 "norm2": (8, 8, 64),
             },
-            id="seed",
+            id="tutorial",
         ),
         pytest.param(
             "fast",
@@ -59,9 +59,9 @@ def test_architectures_name_their_feature_layers(arch, options, shapes) -> None:
     assert tuple(logits.shape) == (2, 10)
 
 
-def test_seed_classifier_reads_the_second_lrn() -> None:
+def test_tutorial_classifier_reads_the_second_lrn() -> None:
     # One of the tutorial's bugs: its classifier skipped norm2. Ours must consume it.
-    model = build_model("seed")
+    model = build_model("tutorial")
     flatten = model.get_layer("flatten")
     assert flatten.input is model.get_layer("norm2").output
 

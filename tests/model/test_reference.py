@@ -1,5 +1,5 @@
 """The NumPy reference layers: finite differences, agreement with TensorFlow's ops and
-gradients on random shapes, and the shipped seed model's first feature map."""
+gradients on random shapes, and the shipped tutorial model's first feature map."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from model import contract
 from model import reference as ref
-from tests.conftest import SHIPPED_SEED
+from tests.conftest import SHIPPED_TUTORIAL
 
 RNG = np.random.default_rng(1234)
 
@@ -164,14 +164,14 @@ def test_avg_pool_gradient_where_tensorflow_is_wrong() -> None:
     assert np.abs(tape.gradient(loss, xt).numpy() - numeric).max() > 1e-3
 
 
-def test_shipped_seed_first_feature_map_recomputed_in_numpy(real_samples) -> None:
-    """conv1 of the shipped seed model = ReLU(conv(standardised pixels, its kernel) + bias)."""
+def test_shipped_tutorial_first_feature_map_recomputed_in_numpy(real_samples) -> None:
+    """conv1 of the shipped tutorial model = ReLU(conv(standardised pixels, its kernel) + bias)."""
     tf = pytest.importorskip("tensorflow")
     import io
 
     from PIL import Image
 
-    path = contract.latest_version_dir(SHIPPED_SEED)
+    path = contract.latest_version_dir(SHIPPED_TUTORIAL)
     loaded = tf.saved_model.load(str(path))
     # Read the kernel from the SavedModel's own variables: conv1 is the only kernel
     # that takes the 3 colour channels.
@@ -186,4 +186,4 @@ def test_shipped_seed_first_feature_map_recomputed_in_numpy(real_samples) -> Non
     mine = ref.relu(ref.conv2d_forward(x, conv1.astype(np.float64), bias.astype(np.float64), 1, "SAME"))
     assert mine.shape == served.shape == (8, 32, 32, 64)
     np.testing.assert_allclose(mine, served, rtol=1e-4, atol=1e-4)
-    assert json.loads((path / contract.MODEL_CARD_FILE).read_text())["architecture"] == "seed"
+    assert json.loads((path / contract.MODEL_CARD_FILE).read_text())["architecture"] == "tutorial"

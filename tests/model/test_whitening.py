@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import fast
-from model.architectures import build_model
-from model.whitening import PatchWhitening, whitening_kernel
+from model.builders import build_model, fast
+from model.layers import PatchWhitening, whitening_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +68,8 @@ def test_adapt_fits_the_stem_from_uint8_images() -> None:
 
 _TRAIN_CHANNELS_FIRST = """
 import sys, numpy as np
-from model import fast
-from model.architectures import build_model
+from model.builders import fast
+from model.builders import build_model
 out = sys.argv[1]
 model = build_model("fast", widths=(8, 8, 8), stem="whiten", data_format="channels_first")
 images = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)

@@ -45,8 +45,8 @@ FUZZ_SECONDS = 40.0
 CLIENT_ERRORS = {400, 408, 413, 415, 422, 429, 431}
 
 
-def _seed_files() -> dict[str, bytes]:
-    """Real files of every supported format, made from a real sample."""
+def _corpus_files() -> dict[str, bytes]:
+    """The fuzzing corpus: real files of every supported format, made from a real sample."""
     base = Image.open(SAMPLES / "cat.png").convert("RGB")
     out = {"png": (SAMPLES / "cat.png").read_bytes()}
     for fmt, mode, kw in [
@@ -67,7 +67,7 @@ def _seed_files() -> dict[str, bytes]:
     return out
 
 
-SEEDS = _seed_files()
+CORPUS = _corpus_files()
 
 
 def test_schemathesis_finds_no_failures(server: Server) -> None:
@@ -123,7 +123,7 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
         max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True
     )
     @given(
-        name=st.sampled_from(sorted(SEEDS)),
+        name=st.sampled_from(sorted(CORPUS)),
         edits=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1 << 20), st.integers(0, 255)), max_size=8),
         cut=st.one_of(st.none(), st.integers(0, 4096)),
     )
@@ -131,7 +131,7 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
         if time.monotonic() - started > FUZZ_SECONDS:
             return  # time-bounded: the remaining examples are skipped
         r = client.post(
-            "/predict", files={"file": (f"{name}.bin", _mutate(SEEDS[name], edits, cut), "application/octet-stream")}
+            "/predict", files={"file": (f"{name}.bin", _mutate(CORPUS[name], edits, cut), "application/octet-stream")}
         )
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
         assert r.status_code in {200} | CLIENT_ERRORS, r.text
@@ -146,7 +146,7 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
         "requests": sum(statuses.values()),
         "seconds": round(time.monotonic() - started, 1),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "seed_formats": sorted(SEEDS),
+        "corpus_formats": sorted(CORPUS),
     }
     assert sum(statuses.values()) >= 50
 
@@ -216,7 +216,7 @@ def test_hostile_http_cases(server: Server) -> None:
         results["16-bit PNG 6000x6600"] = client.post(
             "/predict", files={"file": ("big.png", big.getvalue(), "image/png")}
         ).status_code
-    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + SEEDS["png"][:200]
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + CORPUS["png"][:200]
     results["disconnect mid-body"] = _status(
         _raw(
             server,
@@ -285,7 +285,7 @@ def test_overload_gives_only_200_429_503_with_bounded_memory(server: Server, tmp
     curl times a /healthz on a new connection every 0.5 s."""
     if shutil.which("wrk") is None or shutil.which("curl") is None:
         pytest.fail("the overload run needs wrk and curl (apt-get install wrk curl; .ci/run installs them)")
-    bodies = multipart_bodies([SEEDS["jpeg-RGB"]], tmp_path)
+    bodies = multipart_bodies([CORPUS["jpeg-RGB"]], tmp_path)
     script = tmp_path / "predict.lua"
     script.write_text(WRK_SCRIPT)
     before = server.status_counts()
@@ -357,7 +357,7 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     """Keep 48 clients posting; SIGTERM after 3 s. Every request the server accepted
     (it logged its X-Request-ID) must have reached its client as a 200."""
     log = tmp_path / "sigterm.log"
-    image = SEEDS["jpeg-RGB"]
+    image = CORPUS["jpeg-RGB"]
     outcomes: dict[str, str] = {}  # request id -> status or transport error
 
     with uvicorn_server(log, cli=True, **SERVER_ENV) as (url, proc):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from model.airbench import tta_logits
+from model.builders.airbench import tta_logits
 from training.config import PRESETS, TrainConfig
 
 
@@ -98,7 +98,7 @@ def test_cli_seed_lists() -> None:
 
 
 def test_network_shapes_parameters_and_identity_init() -> None:
-    from model.architectures import build_model
+    from model.builders import build_model
 
     model = build_model("airbench")
     # airbench's 1.97 M trained parameters: the whitening bias, six 3x3 convs, one

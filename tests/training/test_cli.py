@@ -59,7 +59,7 @@ def test_wrong_preset_is_reported_before_tensorflow(tmp_path: Path) -> None:
 
 def test_train_refuses_a_folder_that_holds_a_run(tmp_path: Path) -> None:
     run = finished_run(tmp_path / "run")
-    done = cli(tmp_path, "train", "--preset", "seed", "--out", str(run))
+    done = cli(tmp_path, "train", "--preset", "tutorial-modern", "--out", str(run))
     assert_one_line_error(done, str(run), "--force")
     assert sorted(p.name for p in run.iterdir()) == sorted(FINISHED)
 
@@ -148,7 +148,7 @@ def test_every_config_field_reaches_the_config(field: str) -> None:
         value = (16, 32, 48)
         flag = [f"--{field.replace('_', '-')}", "16,32,48"]
     elif field in ("arch", "optimizer", "stem", "data_format"):
-        value = {"arch": "seed", "optimizer": "adam", "stem": "whiten", "data_format": "channels_first"}[field]
+        value = {"arch": "tutorial", "optimizer": "adam", "stem": "whiten", "data_format": "channels_first"}[field]
         flag = [f"--{field.replace('_', '-')}", str(value)]
     elif isinstance(default, str):
         value, flag = "elsewhere.tar.gz", [f"--{field.replace('_', '-')}", "elsewhere.tar.gz"]
@@ -160,8 +160,19 @@ def test_every_config_field_reaches_the_config(field: str) -> None:
     assert cfg.replace(**{field: default}) == TrainConfig()  # nothing else moved
 
 
-def test_warmup_names_the_learning_rate_ramp_and_the_airbench_run_is_separate() -> None:
+def test_lr_warmup_is_the_learning_rate_ramp_and_the_airbench_compile_run_is_separate() -> None:
     from training.cli import _parser
 
-    args = _parser().parse_args(["train", "--warmup", "0.1", "--no-warmup-run", "--out", "x"])
-    assert args.warmup == 0.1 and args.no_warmup_run is True
+    args = _parser().parse_args(["train", "--lr-warmup", "0.1", "--no-compile-run", "--out", "x"])
+    assert args.lr_warmup == 0.1 and args.no_compile_run is True
+    # The compile run's old flag still parses (job scripts); the ramp's old flag does not.
+    assert _parser().parse_args(["train", "--no-warmup-run", "--out", "x"]).no_compile_run is True
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["train", "--warmup", "0.1", "--out", "x"])
+
+
+def test_old_run_configs_load_under_the_new_names() -> None:
+    # A config.json written before the renames: the "seed" network and preset, "warmup".
+    old = TrainConfig.from_json({"arch": "seed", "preset": "seed", "warmup": 0.05, "seed": 3})
+    assert (old.arch, old.preset, old.lr_warmup, old.seed) == ("tutorial", "tutorial-modern", 0.05, 3)
+    assert old == TrainConfig.from_json(old.to_json())

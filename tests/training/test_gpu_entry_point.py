@@ -44,7 +44,7 @@ def test_gpu_script_at_toy_size_then_export_under_tensorflow(tmp_path: Path) -> 
         "OUT": str(out),
         "RUNS": str(tmp_path / "runs"),
         "DATA": str(_tiny_source(tmp_path / "tiny.tar.gz")),
-        "EXTRA": "--widths 8,16,16 --batch-size 32 --val-size 40 --max-steps 4 --seeds 0-1 --no-warmup-run",
+        "EXTRA": "--widths 8,16,16 --batch-size 32 --val-size 40 --max-steps 4 --seeds 0-1 --no-compile-run",
         "BUDGET_S": "0",  # the first preset only; the others are reported as skipped
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "XDG_CACHE_HOME": str(tmp_path / "cache"),

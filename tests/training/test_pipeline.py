@@ -106,7 +106,7 @@ def test_evaluate_rebuilds_the_validation_split(tiny_model: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_cli_train_export_evaluate_seed(tmp_path: Path) -> None:
+def test_cli_train_export_evaluate_tutorial(tmp_path: Path) -> None:
     data = _tree(tmp_path / "tree", per_class=4)
     env = {
         **os.environ,
@@ -128,7 +128,7 @@ def test_cli_train_export_evaluate_seed(tmp_path: Path) -> None:
     out = run(
         "train",
         "--preset",
-        "seed",
+        "tutorial-modern",
         "--data",
         str(data),
         "--epochs",
@@ -147,15 +147,15 @@ def test_cli_train_export_evaluate_seed(tmp_path: Path) -> None:
     assert "decoding the train split" in stderr[-1]
     for step in ("validating on 20 held-out images", "recording the parity batch", "plotting curves.png"):
         assert step in out
-    run("export", str(tmp_path / "run"), "--out", str(tmp_path / "models" / "cifar10-seed" / "1"))
-    card = json.loads((tmp_path / "models" / "cifar10-seed" / "1" / contract.MODEL_CARD_FILE).read_text())
-    assert card["architecture"] == "seed" and card["name"] == "cifar10-seed"
+    run("export", str(tmp_path / "run"), "--out", str(tmp_path / "models" / "cifar10-tutorial" / "1"))
+    card = json.loads((tmp_path / "models" / "cifar10-tutorial" / "1" / contract.MODEL_CARD_FILE).read_text())
+    assert card["architecture"] == "tutorial" and card["name"] == "cifar10-tutorial"
     assert list(card["feature_layers"]) == ["conv1", "pool1", "norm1", "conv2", "pool2", "norm2"]
     report = json.loads(
-        run("evaluate", str(tmp_path / "models" / "cifar10-seed"), "--data", str(data), "--split", "test", "--json")
+        run("evaluate", str(tmp_path / "models" / "cifar10-tutorial"), "--data", str(data), "--split", "test", "--json")
     )
     assert report["images"] == 40 and len(report["per_class_accuracy"]) == 10
-    text = run("evaluate", str(tmp_path / "models" / "cifar10-seed"), "--data", str(data), "--split", "val")
+    text = run("evaluate", str(tmp_path / "models" / "cifar10-tutorial"), "--data", str(data), "--split", "val")
     assert text.startswith("accuracy: ") and "confusion matrix" in text
 
 

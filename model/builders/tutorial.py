@@ -1,4 +1,4 @@
-"""The tutorial's "seed" network with its bugs fixed.
+"""The tutorial's network with its bugs fixed (`--arch tutorial`).
 
 conv5x5x64 -> max-pool 3x3/2 -> LRN -> conv5x5x64 -> max-pool 2x2 -> LRN -> fc256 -> fc10.
 Fixes relative to the tutorial's code (see docs/models.md, "Architectures"):
@@ -20,8 +20,8 @@ from model.layers import LocalResponseNorm, Standardise
 FEATURE_LAYERS = ("conv1", "pool1", "norm1", "conv2", "pool2", "norm2")
 
 
-def build_seed(l2: float = 1e-4) -> keras.Model:
-    """Build the seed network; it maps uint8 images to float32 logits."""
+def build_tutorial(l2: float = 1e-4) -> keras.Model:
+    """Build the tutorial's network; it maps uint8 images to float32 logits."""
     reg = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
     x = Standardise(name="standardise")(inputs)
@@ -35,4 +35,4 @@ def build_seed(l2: float = 1e-4) -> keras.Model:
     x = keras.layers.Dense(256, activation="relu", kernel_regularizer=reg, name="fc1")(x)
     # float32 logits even under a mixed-precision policy, so the softmax stays exact.
     logits = keras.layers.Dense(NUM_CLASSES, kernel_regularizer=reg, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name="seed")
+    return keras.Model(inputs, logits, name="tutorial")

@@ -22,8 +22,7 @@ import keras
 from keras import ops
 
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
-from model.layers import PartialDirac, Standardise, torch_uniform
-from model.whitening import PatchWhitening
+from model.layers import PartialDirac, PatchWhitening, Standardise, torch_uniform
 
 FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
 WIDTHS = (64, 256, 256)  # airbench94; airbench93 uses 64/128/128

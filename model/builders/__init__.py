@@ -1,4 +1,6 @@
-"""One entry point from an architecture name and its options to a Keras model."""
+"""The Keras builders of the architectures, for training and export; the service never
+imports them (it loads exported models). One entry point from an architecture name and
+its options to a Keras model."""
 
 from __future__ import annotations
 
@@ -7,15 +9,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from model import airbench, fast, seed
+from model.builders import airbench, fast, tutorial
 
-ARCHITECTURES = ("seed", "fast", "airbench")
+ARCHITECTURES = ("tutorial", "fast", "airbench")
 
 
 def build_model(arch: str, **options: Any) -> keras.Model:
     """Build `arch` (one of ARCHITECTURES); options are the builder's keyword arguments."""
-    if arch == "seed":
-        return seed.build_seed(**options)
+    if arch == "tutorial":
+        return tutorial.build_tutorial(**options)
     if arch == "fast":
         return fast.build_fast(**options)
     if arch == "airbench":
@@ -25,15 +27,15 @@ def build_model(arch: str, **options: Any) -> keras.Model:
 
 def adapt_model(arch: str, model: keras.Model, images: np.ndarray) -> None:
     """Fit a fresh model's data-derived parts (the whitening stem of fast and airbench)
-    to uint8 training images, before training; the seed network has none."""
+    to uint8 training images, before training; the tutorial's network has none."""
     if arch in ("fast", "airbench"):
         fast.adapt(model, images)
 
 
 def feature_layers(arch: str) -> tuple[str, ...]:
     """The stable layer names whose outputs the `feature_maps` endpoint returns."""
-    if arch == "seed":
-        return seed.FEATURE_LAYERS
+    if arch == "tutorial":
+        return tutorial.FEATURE_LAYERS
     if arch == "fast":
         return fast.FEATURE_LAYERS
     if arch == "airbench":

@@ -22,8 +22,7 @@ import keras
 import numpy as np
 
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
-from model.layers import PartialDirac, ScaledBias, Standardise
-from model.whitening import PatchWhitening
+from model.layers import PartialDirac, PatchWhitening, ScaledBias, Standardise
 
 FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
 
