@@ -45,6 +45,10 @@ class TFServingResponse(BaseModel):
     predictions: list[list[float]] = Field(description="one row of 10 class probabilities per instance")
 
 
+class TFServingClassifyResponse(BaseModel):
+    result: list[list[tuple[str, float]]] = Field(description="per example, every class as [label, score], best first")
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid_image"])
     message: str

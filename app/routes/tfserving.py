@@ -1,5 +1,6 @@
-"""TensorFlow Serving's REST API, so TF Serving clients work unchanged:
-POST /v1/models/{name}:predict and GET /v1/models/{name}."""
+"""TensorFlow Serving's REST inference API, so TF Serving clients work unchanged:
+POST /v1/models/{name}[/versions/{v}|/labels/{label}]:predict and :classify.
+(Status and metadata: app/routes/models.py.)"""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ModelDep, PredictDep
-from app.errors import InvalidJSON, InvalidRequest, NotFound, PayloadTooLarge
+from app.deps import PredictDep
+from app.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
 from app.images import decode_image
 from app.inference import off_loop, run_batched
 from app.routes.predict import ERRORS
-from app.schemas import ErrorResponse, TFServingResponse
+from app.schemas import ErrorResponse, TFServingClassifyResponse, TFServingResponse
 from model import contract
 from model.classes import IMAGE_SHAPE
 
@@ -96,20 +97,15 @@ BODY_SCHEMA = {
 TF_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     400: {"model": ErrorResponse, "description": "the body is not JSON, or has no non-empty 'instances'/'inputs' list"},
-    404: {"model": ErrorResponse, "description": "no model of that name is served here"},
+    404: {"model": ErrorResponse, "description": "no such model, version or label, or that version is not AVAILABLE"},
 }
 
 
 ModelName = Annotated[str, Path(description="the served model's name", examples=["cifar10"])]
 
 
-def _check_name(name: str, served: str) -> None:
-    if name != served:
-        raise NotFound(f"model {name!r} is not served here; this server serves {served!r}")
-
-
-def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
-    where = f"instances[{index}]"
+def _pixels(instance: Any, index: int, max_pixels: int, key: str = "instances") -> np.ndarray:
+    where = f"{key}[{index}]"
     if isinstance(instance, dict):
         if "b64" in instance and len(instance) == 1:
             try:
@@ -118,7 +114,7 @@ def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
                 raise InvalidRequest(f"{where}.b64 is not valid base64") from None
             return decode_image(data, max_pixels, where)
         if contract.INPUT_NAME in instance and len(instance) == 1:
-            return _pixels(instance[contract.INPUT_NAME], index, max_pixels)
+            return _pixels(instance[contract.INPUT_NAME], index, max_pixels, key)
         raise InvalidRequest(
             f"{where}: expected {{'b64': ...}}, {{'{contract.INPUT_NAME}': ...}} or a 32x32x3 pixel list"
         )
@@ -142,8 +138,7 @@ def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
 VALUES_PER_INSTANCE = 4200
 
 
-def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.ndarray]:
-    """The images of a TF Serving request body; runs in the decode pool."""
+def _json_object(raw: bytes, max_images: int) -> dict[str, Any]:
     if raw.count(b",") + raw.count(b"[") > max_images * VALUES_PER_INSTANCE:
         raise PayloadTooLarge(f"the body holds more JSON values than {max_images} instances of 32x32x3 pixels")
     try:
@@ -153,40 +148,101 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
         # RecursionError, nesting deeper than the parser goes.
         raise InvalidJSON(f"the body is not valid JSON: {type(exc).__name__}: {exc}"[:300]) from None
     if not isinstance(body, dict):
-        raise InvalidJSON("the body must be a JSON object with 'instances' or 'inputs'")
+        raise InvalidJSON("the body must be a JSON object")
+    signature = body.get("signature_name", contract.SERVING_SIGNATURE)
+    if signature != contract.SERVING_SIGNATURE:
+        raise InvalidRequest(
+            f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}"
+        )
+    return body
+
+
+def _images(items: Any, key: str, max_images: int, max_pixels: int) -> list[np.ndarray]:
+    if not isinstance(items, list) or not items:
+        raise InvalidJSON(f"expected a non-empty list in {key!r}")
+    if len(items) > max_images:
+        raise PayloadTooLarge(f"too many {key}: {len(items)}, at most {max_images}")
+    return [_pixels(item, i, max_pixels, key) for i, item in enumerate(items)]
+
+
+def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.ndarray]:
+    """The images of a TF Serving predict body; runs in the decode pool."""
+    body = _json_object(raw, max_images)
     unknown = set(body) - {"signature_name", "instances", "inputs"}
     if unknown or ("instances" in body and "inputs" in body):
         raise InvalidJSON(
             "the body takes 'instances' or 'inputs' (not both) and optionally 'signature_name'"
             + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else "")
         )
-    signature = body.get("signature_name", contract.SERVING_SIGNATURE)
-    if signature != contract.SERVING_SIGNATURE:
-        raise InvalidRequest(
-            f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}"
-        )
     instances = body.get("instances", body.get("inputs"))
     if isinstance(instances, dict) and set(instances) == {contract.INPUT_NAME}:
         instances = instances[contract.INPUT_NAME]
-    if not isinstance(instances, list) or not instances:
-        raise InvalidJSON("expected a non-empty list in 'instances' (or 'inputs')")
-    if len(instances) > max_images:
-        raise PayloadTooLarge(f"too many instances: {len(instances)}, at most {max_images}")
-    return [_pixels(instance, i, max_pixels) for i, instance in enumerate(instances)]
+    return _images(instances, "instances' (or 'inputs", max_images, max_pixels)
 
 
-@router.post(
-    "/v1/models/{model_name}:predict",
-    response_model=TFServingResponse,
-    responses=TF_ERRORS,
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA, "example": EXAMPLE}}}
-    },
-)
+def parse_examples(raw: bytes, max_images: int, max_pixels: int) -> list[np.ndarray]:
+    """The images of a TF Serving classify body (`examples`); runs in the decode pool."""
+    body = _json_object(raw, max_images)
+    unknown = set(body) - {"signature_name", "examples", "context"}
+    if unknown or "examples" not in body:
+        raise InvalidJSON(
+            "the body takes 'examples' and optionally 'signature_name' and 'context'"
+            + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else "")
+        )
+    if body.get("context", {}) != {}:
+        raise InvalidRequest("'context' must be empty: every example carries its own image")
+    return _images(body["examples"], "examples", max_images, max_pixels)
+
+
+VERSION_PARAM = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "description": "a version number",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+LABEL_PARAM = {
+    "name": "label",
+    "in": "path",
+    "required": True,
+    "description": "a version label",
+    "schema": {"type": "string"},
+}
+# TF Serving's three ways to name what serves a request: the newest available
+# version, a version number, or a version label: (path segment, its OpenAPI parameter).
+TARGETS: list[tuple[str, dict[str, Any] | None]] = [
+    ("", None),
+    ("/versions/{version}", VERSION_PARAM),
+    ("/labels/{label}", LABEL_PARAM),
+]
+
+
+def add_model_routes(
+    router: APIRouter,
+    suffix: str,
+    endpoint: Any,
+    method: str,
+    openapi_extra: dict[str, Any] | None = None,
+    **options: Any,
+) -> None:
+    """Register `endpoint` at `/v1/models/{model_name}[/versions/{version}|/labels/{label}]<suffix>`.
+    The handler declares `model_name` only; app.deps reads the version or label from the path."""
+    for target, param in TARGETS:
+        extra = dict(openapi_extra or {})
+        if param is not None:
+            extra["parameters"] = [param]  # added to the handler's own (FastAPI merges lists)
+        router.add_api_route(
+            f"/v1/models/{{model_name}}{target}{suffix}",
+            endpoint,
+            methods=[method],
+            openapi_extra=extra or None,
+            **options,
+        )
+
+
 async def tf_serving_predict(model_name: ModelName, request: Request, inference: PredictDep) -> JSONResponse:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
     settings = inference.settings
-    _check_name(model_name, inference.model.name)
     raw = await request.body()
     (images,) = await off_loop(
         inference, [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)]
@@ -195,13 +251,52 @@ async def tf_serving_predict(model_name: ModelName, request: Request, inference:
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 
 
-@router.get("/v1/models/{model_name}", responses={404: TF_ERRORS[404], 503: ERRORS[503]})
-async def model_info(model_name: ModelName, model: ModelDep) -> dict[str, Any]:
-    """Name, version, classes, input, feature layers and the model card's metrics,
-    plus TF Serving's `model_version_status`."""
-    _check_name(model_name, model.name)
-    info = model.info()
-    info["model_version_status"] = [
-        {"version": model.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-    ]
-    return info
+async def tf_serving_classify(model_name: ModelName, request: Request, inference: PredictDep) -> JSONResponse:
+    """TF Serving's classify request (`examples`) -> [label, score] pairs per example, best first."""
+    settings = inference.settings
+    raw = await request.body()
+    (images,) = await off_loop(
+        inference, [partial(parse_examples, raw, settings.max_images_per_request, settings.max_image_pixels)]
+    )
+    results = await run_batched(inference, images, request.receive)
+    classes = inference.model.classes
+    return JSONResponse(
+        {"result": [[[classes[i], float(row[i])] for i in np.argsort(-row, kind="stable")] for row in results]}
+    )
+
+
+EXAMPLES = {"examples": EXAMPLE["instances"]}
+CLASSIFY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE]},
+        "context": {"type": "object", "maxProperties": 0},
+        "examples": _INSTANCES,
+    },
+    "required": ["examples"],
+    "additionalProperties": False,
+}
+
+
+def _body(schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema, "example": example}}}}
+
+
+add_model_routes(
+    router,
+    ":predict",
+    tf_serving_predict,
+    "POST",
+    _body(BODY_SCHEMA, EXAMPLE),
+    response_model=TFServingResponse,
+    responses=TF_ERRORS,
+)
+add_model_routes(
+    router,
+    ":classify",
+    tf_serving_classify,
+    "POST",
+    _body(CLASSIFY_SCHEMA, EXAMPLES),
+    response_model=TFServingClassifyResponse,
+    responses=TF_ERRORS,
+)
