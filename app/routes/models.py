@@ -40,14 +40,18 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
 
 async def model_status(model_name: ModelName, request: Request, registry: RegistryDep) -> dict[str, Any]:
     """TF Serving's `model_version_status`: every version's state, or the named one's.
-    Without a version or label, also the newest available version's name, classes,
-    input, feature layers and model card metrics."""
+    Also, beside it, the name, version, classes, input, feature layers and model card
+    metrics of the newest available version (or of the named one, if available)."""
     name, version, label = requested(request)
     model = registry.model(name)
     if version is None and label is None:
-        newest = next((v.host for v in model.available() if v.host is not None), None)
-        return {**(newest.info.info() if newest else {}), "model_version_status": _statuses(model)}
-    return {"model_version_status": [model.find(version, label).status()]}
+        shown = next(iter(model.available()), None)
+        statuses = _statuses(model)
+    else:
+        shown = model.find(version, label)
+        statuses = [shown.status()]
+    info = shown.host.info.info() if shown is not None and shown.host is not None else {}
+    return {**info, "model_version_status": statuses}
 
 
 def _tensor(name: str, shape: list[int], dtype: str = "DT_FLOAT") -> dict[str, Any]:

@@ -77,11 +77,10 @@ async def test_config_file_serves_several_models(two_models: Path) -> None:
         assert await states(c) == {"2": "AVAILABLE", "1": "AVAILABLE"}
         status = await c.get("/v1/models/cifar10/labels/stable")
         assert status.status_code == 200
-        assert status.json() == {
-            "model_version_status": [
-                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            ]
-        }
+        assert status.json()["model_version_status"] == [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+        assert status.json()["version"] == "1"
         for query, served in [
             ("", ("cifar10", "2")),
             ("?version=1", ("cifar10", "1")),
@@ -279,3 +278,15 @@ async def test_requests_in_flight_finish_on_their_version(tmp_path: Path) -> Non
         assert old.status_code == 200
         assert old.json()["model"]["version"] == "1"
         await eventually_states(c, {"2": "AVAILABLE", "1": "END"})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [pytest.param({"model_poll_s": 2.0}, id="poll"), pytest.param({"model_config_file": "m.yaml"}, id="config")],
+)
+def test_multi_process_mode_refuses_model_management(tmp_path: Path, overrides: dict[str, object]) -> None:
+    from app.supervisor import refuse_model_management
+
+    refuse_model_management(make_settings(tmp_path))  # one model, no poll: fine
+    with pytest.raises(SystemExit, match="--workers 1"):
+        refuse_model_management(make_settings(tmp_path, **overrides))
