@@ -67,7 +67,7 @@ class Inference(Generic[R]):
 def _number(text: str | None, error: type[APIError], what: str) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise error(f"{what} must be a version number (a whole number), got {text[:40]!r}")
     return int(text)
 

@@ -1,10 +1,12 @@
 """The app factory: `create_app(settings) -> FastAPI`. Run it with
 `uvicorn --factory app.main:create_app`; settings then come from CIFAR10_* variables.
 
-The lifespan owns the resources: it loads the model, warms it at every batch size
-it will run, starts the batchers, and on shutdown drains them before stopping. In a
-front process of the multi-process design (CIFAR10_ENGINE_SOCKET set, see
-app.supervisor) it connects to the model process instead, and loads no framework.
+The lifespan owns the resources: it loads every served model's versions (app.registry:
+each warmed at every batch size it will run, with batchers of its own), starts the
+poll that swaps versions in and out (app.poller), and on shutdown drains them all
+before stopping. In a front process of the multi-process design (CIFAR10_ENGINE_SOCKET
+set, see app.supervisor) it connects to the model process instead, and loads no
+framework.
 """
 
 from __future__ import annotations

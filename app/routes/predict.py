@@ -47,6 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         401: "missing or invalid API key",
+        404: "no such model or version, or that version is not AVAILABLE",
         413: "body, file count or image dimensions over the limits",
         415: "not an image",
         422: "empty, corrupt or truncated image, or a bad parameter",
