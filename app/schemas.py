@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 
@@ -46,7 +48,11 @@ class TFServingResponse(BaseModel):
 
 
 class TFServingClassifyResponse(BaseModel):
-    result: list[list[tuple[str, float]]] = Field(description="per example, every class as [label, score], best first")
+    # Lists, not tuple[str, float]: a tuple's schema (prefixItems) is not valid in the
+    # OpenAPI document FastAPI writes, and schemathesis refuses it.
+    result: list[list[Annotated[list[str | float], Field(min_length=2, max_length=2)]]] = Field(
+        description="per example, every class as [label, score], best first"
+    )
 
 
 class ErrorDetail(BaseModel):
