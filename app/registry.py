@@ -12,9 +12,6 @@ step.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ import numpy as np
 from app.batcher import BatchQueue
 from app.classifier import ModelInfo
 from app.errors import NotFound
+from app.memory import free_memory
 from app.metrics import Metrics
 from app.model_config import ModelSpec
 
@@ -267,26 +265,3 @@ class Registry:
                 self._unload(model, v)
         while self._unloads:
             await asyncio.gather(*list(self._unloads), return_exceptions=True)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def free_memory() -> None:
-    """Give an unloaded version's memory back. start_model freezes the heap after each
-    load (so full collections skip TensorFlow's objects); that froze the old version's
-    graph too, so unfreeze, collect, and freeze what is left. glibc keeps freed memory
-    in its arenas; malloc_trim returns it to the OS (without it, RSS only grows)."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    if _TRIM is not None:
-        _TRIM(0)
