@@ -37,7 +37,9 @@ def main() -> None:
     settings = Settings()
     workers = args.workers if args.workers is not None else settings.workers
     if workers > 1:
-        from app.supervisor import serve
+        from app.supervisor import refuse_model_management, serve
+
+        refuse_model_management(settings)
 
         # Each front is a spawned process: it imports the protocol by name and reads its
         # limits from the same CIFAR10_* environment.

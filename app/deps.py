@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
@@ -18,7 +19,8 @@ from fastapi import Depends, Request
 
 from app.batcher import BatchQueue
 from app.classifier import ModelInfo
-from app.errors import NotReady, Unauthorized
+from app.errors import APIError, InvalidRequest, NotFound, NotReady, Unauthorized
+from app.registry import Host, Registry, Version
 from app.settings import Settings
 from app.state import Service
 
@@ -37,10 +39,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-async def get_model(service: ServiceDep) -> ModelInfo:
-    if not service.ready or service.model is None:
-        raise NotReady("the model is not loaded yet")
-    return service.model
+async def get_registry(service: ServiceDep) -> Registry:
+    if not service.ready or service.registry is None:
+        raise NotReady("the models are not loaded yet")
+    return service.registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
 R = TypeVar("R")
@@ -59,24 +64,60 @@ class Inference(Generic[R]):
     deadline: float  # event-loop time by which decoding and inference must be done (504 after)
 
 
-def _inference(request: Request, batcher: BatchQueue[np.ndarray, R] | None) -> Inference[R]:
+def _number(text: str | None, error: type[APIError], what: str) -> int | None:
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise error(f"{what} must be a version number (a whole number), got {text[:40]!r}")
+    return int(text)
+
+
+def requested(request: Request) -> tuple[str | None, int | None, str | None]:
+    """(model, version, label) that the request names: TF Serving's path
+    (`/v1/models/{model_name}[/versions/{version}|/labels/{label}]`) or the `model` and
+    `version` query parameters. None: the default model, its newest available version."""
+    path = request.path_params
+    if "model_name" in path:
+        return path["model_name"], _number(path.get("version"), NotFound, "the path's version"), path.get("label")
+    query = request.query_params
+    return query.get("model"), _number(query.get("version"), InvalidRequest, "the query's version"), None
+
+
+def _lease(request: Request) -> tuple[Registry, Version, Host, Executor]:
     service: Service = request.app.state.service
-    if not service.ready or service.model is None or batcher is None or service.decoder is None:
+    if not service.ready or service.registry is None or service.decoder is None:
         raise NotReady("the service is not ready")
+    version = service.registry.acquire(*requested(request))
+    assert version.host is not None  # acquire hands out AVAILABLE versions only
+    return service.registry, version, version.host, service.decoder
+
+
+def _inference(
+    request: Request, model: ModelInfo, batcher: BatchQueue[np.ndarray, R], decoder: Executor
+) -> Inference[R]:
     settings: Settings = request.app.state.settings
     deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
-    return Inference(settings, service.model, batcher, service.decoder, deadline)
+    return Inference(settings, model, batcher, decoder, deadline)
 
 
-async def get_predict_inference(request: Request) -> Inference[np.ndarray]:
-    return _inference(request, request.app.state.service.predict_batcher)
+# These hold the lease for the request's whole duration, so the version it started on
+# is not unloaded under it (app.registry).
+async def get_predict_inference(request: Request) -> AsyncIterator[Inference[np.ndarray]]:
+    registry, version, host, decoder = _lease(request)
+    try:
+        yield _inference(request, host.info, host.predict_batcher, decoder)
+    finally:
+        registry.release(version)
 
 
-async def get_feature_inference(request: Request) -> Inference[dict[str, np.ndarray]]:
-    return _inference(request, request.app.state.service.feature_batcher)
+async def get_feature_inference(request: Request) -> AsyncIterator[Inference[dict[str, np.ndarray]]]:
+    registry, version, host, decoder = _lease(request)
+    try:
+        yield _inference(request, host.info, host.feature_batcher, decoder)
+    finally:
+        registry.release(version)
 
 
-ModelDep = Annotated[ModelInfo, Depends(get_model)]
 PredictDep = Annotated[Inference[np.ndarray], Depends(get_predict_inference)]
 FeatureMapsDep = Annotated[Inference[dict[str, np.ndarray]], Depends(get_feature_inference)]
 

@@ -30,6 +30,7 @@ from app.batcher import BatcherClosed, QueueFull
 from app.metrics import Metrics
 from app.model_host import ModelHost, start_model
 from app.settings import Settings
+from app.supervisor import refuse_model_management
 
 log = logging.getLogger("cifar10.engine")
 
@@ -154,6 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
     settings = Settings()
+    refuse_model_management(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop

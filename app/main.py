@@ -1,16 +1,20 @@
 """The app factory: `create_app(settings) -> FastAPI`. Run it with
 `uvicorn --factory app.main:create_app`; settings then come from CIFAR10_* variables.
 
-The lifespan owns the resources: it loads the model, warms it at every batch size
-it will run, starts the batchers, and on shutdown drains them before stopping. In a
-front process of the multi-process design (CIFAR10_ENGINE_SOCKET set, see
-app.supervisor) it connects to the model process instead, and loads no framework.
+The lifespan owns the resources: it loads every served model's versions (app.registry:
+each warmed at every batch size it will run, with batchers of its own), starts the
+poll that swaps versions in and out (app.poller), and on shutdown drains them all
+before stopping. In a front process of the multi-process design (CIFAR10_ENGINE_SOCKET
+set, see app.supervisor) it connects to the model process instead, and loads no
+framework.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,18 +23,23 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.classifier import ModelLoadError
 from app.deps import require_api_key
 from app.errors import register_exception_handlers
 from app.images import quiet_pillow
 from app.metrics import Metrics
 from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
+from app.model_config import ModelConfigError, ModelSpec, model_specs
 from app.model_host import start_model
-from app.remote import EngineClient, RemoteBatcher, split_features, split_probabilities
-from app.routes import feature_maps, health, predict, tfserving
+from app.poller import Poller
+from app.registry import Host, HostLoader, Registry
+from app.remote import EngineClient, RemoteBatcher, RemoteHost, split_features, split_probabilities
+from app.routes import feature_maps, health, models, predict, tfserving
 from app.routes.api_docs import add_api_docs
 from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
 from app.state import Service
+from model.contract import ModelDirError
 
 log = logging.getLogger("cifar10")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -46,24 +55,64 @@ def _configure_logging(level: str) -> None:
     log.setLevel(level.upper())
 
 
+def _version_loader(settings: Settings, metrics: Metrics, runtime_loader: RuntimeLoader) -> HostLoader:
+    async def load(spec: ModelSpec, path: Path) -> Host:
+        if not (path / "saved_model.pb").is_file():
+            raise ModelLoadError(f"{path} has no saved_model.pb")
+        return await start_model(settings, metrics, runtime_loader, model_dir=path, name=spec.name)
+
+    return load
+
+
+async def _start_registry(settings: Settings, service: Service, runtime_loader: RuntimeLoader) -> Poller:
+    """Load every model's versions (per its policy), and refuse to start if a model has none."""
+    try:
+        specs = model_specs(settings)
+    except ModelConfigError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    registry = Registry(specs, _version_loader(settings, service.metrics, runtime_loader), service.metrics)
+    service.registry = registry
+    poller = Poller(registry)
+    try:
+        await poller.scan(initial=True)
+    except ModelDirError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    for model in registry.models.values():
+        if not model.available():
+            errors = "; ".join(f"{v.number}: {v.error}" for v in model.versions.values() if v.error)
+            await registry.stop()
+            raise ModelLoadError(
+                f"model {model.name!r} has no version to serve in {model.spec.base_path}"
+                + (f" ({errors})" if errors else " (no numeric version folder)")
+            )
+    return poller
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     service: Service = app.state.service
-    stop: Callable[[], Awaitable[None]]
+    polling: asyncio.Task[None] | None = None
     if settings.engine_socket is not None:
         # A front process: the model and its batch queue live in the model process.
         client = await EngineClient.connect(settings.engine_socket)
-        service.model = client.model
-        service.predict_batcher = RemoteBatcher(client, "predict", split_probabilities)
-        service.feature_batcher = RemoteBatcher(client, "features", split_features)
+        assert client.model is not None
+        host = RemoteHost(
+            client.model,
+            RemoteBatcher(client, "predict", split_probabilities),
+            RemoteBatcher(client, "features", split_features),
+            client.close,
+        )
+        registry = Registry.single(host, service.metrics)
+        service.registry = registry
         service.metrics.track_queue_depth("predict", lambda: client.in_flight)
-        stop = client.close
     else:
-        host = await start_model(settings, service.metrics, app.state.runtime_loader)
-        service.model, service.load_seconds = host.classifier.info, host.load_seconds
-        service.predict_batcher, service.feature_batcher = host.predict_batcher, host.feature_batcher
-        stop = host.stop
+        poller = await _start_registry(settings, service, app.state.runtime_loader)
+        registry = poller.registry
+        service.metrics.track_queue_depth("predict", lambda: registry.queue_depth("predict"))
+        service.metrics.track_queue_depth("feature_maps", lambda: registry.queue_depth("feature_maps"))
+        if settings.model_poll_s > 0:
+            polling = asyncio.create_task(poller.run(settings.model_poll_s), name="model-poll")
     # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
     # GIL while decoding); the pool's size bounds the memory of images decoded at once.
     decoder = ThreadPoolExecutor(
@@ -75,7 +124,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         service.ready = False
-        await stop()
+        if polling is not None:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+        await registry.stop()
         decoder.shutdown(wait=True, cancel_futures=True)
         log.info("stopped after draining the queues")
 
@@ -104,6 +157,7 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     app.include_router(predict.router, dependencies=auth)
     app.include_router(feature_maps.router, dependencies=auth)
     app.include_router(tfserving.router, dependencies=auth)
+    app.include_router(models.router, dependencies=auth)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=auth)
     add_api_docs(app)

@@ -49,6 +49,19 @@ class Metrics:
             "cifar10_queue_depth", "images waiting for a batch", ["batcher"], registry=self.registry
         )
 
+        self.load_failures = Counter(
+            "cifar10_model_load_failures",
+            "model versions refused: corrupt, breaking the contract, or failing warm-up",
+            ["model"],
+            registry=self.registry,
+        )
+        self.model_versions = Gauge(
+            "cifar10_model_versions",
+            "versions of each model in each TF Serving state",
+            ["model", "state"],
+            registry=self.registry,
+        )
+
     def observer(self, batcher: str) -> _BatchObserver:
         return _BatchObserver(self, batcher)
 

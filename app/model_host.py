@@ -9,15 +9,17 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.batcher import Batcher
-from app.classifier import Classifier, ModelLoadError
+from app.classifier import Classifier, ModelInfo, ModelLoadError
 from app.metrics import Metrics
 from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
+from model.classes import IMAGE_SHAPE
 
 log = logging.getLogger("cifar10")
 
@@ -32,31 +34,51 @@ class ModelHost:
     feature_batcher: Batcher[np.ndarray, dict[str, np.ndarray]]
     load_seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def info(self) -> ModelInfo:
+        return self.classifier.info
+
     async def stop(self) -> None:
         """Refuse new items, finish the accepted ones, then stop the thread."""
         await asyncio.gather(self.predict_batcher.stop(), self.feature_batcher.stop())
         self.executor.shutdown(wait=True)
 
 
-async def start_model(settings: Settings, metrics: Metrics, loader: RuntimeLoader = load_runtime) -> ModelHost:
-    """Load the model, warm it at every batch size, and start its batchers. `loader`
-    loads the runtime (tests pass a fake one)."""
+async def start_model(
+    settings: Settings,
+    metrics: Metrics,
+    loader: RuntimeLoader = load_runtime,
+    *,
+    model_dir: Path | None = None,
+    name: str | None = None,
+) -> ModelHost:
+    """Load the model, check it, warm it at every batch size, and start its batchers.
+    `model_dir` and `name`: a model folder or one version folder, and its served name
+    (default the settings'). `loader` loads the runtime (tests pass a fake one)."""
     started = time.monotonic()
     try:
         classifier = await asyncio.to_thread(
-            Classifier, settings.model_dir, settings.max_batch_size, settings.runtime, settings.model_name, loader
+            Classifier,
+            model_dir or settings.model_dir,
+            settings.max_batch_size,
+            settings.runtime,
+            name or settings.model_name,
+            loader,
         )
     except ModelLoadError as exc:
-        log.error("cannot start: %s (set CIFAR10_MODEL_DIR to a versioned SavedModel folder)", exc)
+        log.error("cannot load: %s (set CIFAR10_MODEL_DIR to a versioned SavedModel folder)", exc)
         raise
     seconds = {"load": time.monotonic() - started}
     # One thread runs every model call: the framework parallelises inside an op, and
     # two concurrent calls would only fight over the same cores (or the one GPU).
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-    if settings.warmup:
+    try:
         warm_started = time.monotonic()
-        await asyncio.get_running_loop().run_in_executor(executor, classifier.warm)
+        await asyncio.get_running_loop().run_in_executor(executor, _check, classifier, settings.warmup)
         seconds["warmup"] = time.monotonic() - warm_started
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
     options: dict[str, Any] = {
         "max_batch_size": settings.max_batch_size,
         "max_wait_s": settings.max_wait_s,
@@ -69,8 +91,6 @@ async def start_model(settings: Settings, metrics: Metrics, loader: RuntimeLoade
         Batcher(classifier.feature_maps, executor, observer=metrics.observer("feature_maps"), **options),
         seconds,
     )
-    metrics.track_queue_depth("predict", lambda: host.predict_batcher.queue_depth)
-    metrics.track_queue_depth("feature_maps", lambda: host.feature_batcher.queue_depth)
     # Loading TensorFlow leaves ~435k long-lived objects that every full garbage
     # collection would walk again (274 ms each on the idle 2-core box), stalling all
     # requests; frozen, the collector skips them and only sees objects made per request.
@@ -89,3 +109,15 @@ async def start_model(settings: Settings, metrics: Metrics, loader: RuntimeLoade
         classifier.buckets,
     )
     return host
+
+
+def _check(classifier: Classifier, warm: bool) -> None:
+    """Run the model once (a version that loads but cannot answer is refused before it
+    serves), then at every batch size if `warm`."""
+    (probabilities,) = classifier.predict([np.zeros(IMAGE_SHAPE, dtype=np.uint8)])
+    if probabilities.shape != (len(classifier.info.classes),) or not np.all(np.isfinite(probabilities)):
+        raise ModelLoadError(
+            f"{classifier.path}: predict returned {probabilities.shape}, not {len(classifier.info.classes)} probabilities"
+        )
+    if warm:
+        classifier.warm()

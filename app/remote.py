@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -143,3 +144,16 @@ def split_probabilities(arrays: dict[str, np.ndarray], n: int) -> list[np.ndarra
 
 def split_features(arrays: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
     return [{k: v[i] for k, v in arrays.items()} for i in range(n)]
+
+
+@dataclass(frozen=True)
+class RemoteHost:
+    """The model process's one model, as app.registry.Host: what a front serves."""
+
+    info: ModelInfo
+    predict_batcher: RemoteBatcher[np.ndarray]
+    feature_batcher: RemoteBatcher[dict[str, np.ndarray]]
+    close: Callable[[], Awaitable[None]]
+
+    async def stop(self) -> None:
+        await self.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 
@@ -43,6 +45,14 @@ class FeatureMapsResponse(BaseModel):
 
 class TFServingResponse(BaseModel):
     predictions: list[list[float]] = Field(description="one row of 10 class probabilities per instance")
+
+
+class TFServingClassifyResponse(BaseModel):
+    # Lists, not tuple[str, float]: a tuple's schema (prefixItems) is not valid in the
+    # OpenAPI document FastAPI writes, and schemathesis refuses it.
+    result: list[list[Annotated[list[str | float], Field(min_length=2, max_length=2)]]] = Field(
+        description="per example, every class as [label, score], best first"
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         description="the name served at /v1/models/<name>; default the model folder's name (saved_models/cifar10: cifar10)",
     )
+    model_config_file: Path | None = Field(
+        None,
+        description="YAML or JSON list of models (name, base path, version policy, labels); replaces MODEL_DIR/MODEL_NAME",
+    )
+    model_poll_s: float = Field(
+        0.0, ge=0, le=3600, description="seconds between scans of each model's base path for new versions; 0 = off"
+    )
     max_batch_size: int = Field(64, ge=1, le=1024, description="images per model call")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more images after its first")
     max_queue: int = Field(1024, ge=1, le=100_000, description="images waiting for a batch before requests get 429")
@@ -83,6 +90,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("model_config_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value  # compose's ${CIFAR10_MODEL_CONFIG_FILE:-}
 
     @property
     def max_wait_s(self) -> float:

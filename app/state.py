@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-from app.batcher import BatchQueue
-from app.classifier import ModelInfo
 from app.metrics import Metrics
+from app.registry import Registry
 
 
 @dataclass
 class Service:
     metrics: Metrics
-    model: ModelInfo | None = None
+    registry: Registry | None = None  # the served models and their versions
     decoder: ThreadPoolExecutor | None = None  # image decoding and JSON parsing, off the event loop
-    predict_batcher: BatchQueue[np.ndarray, np.ndarray] | None = None
-    feature_batcher: BatchQueue[np.ndarray, dict[str, np.ndarray]] | None = None
     ready: bool = False
-    load_seconds: dict[str, float] = field(default_factory=dict)

@@ -26,8 +26,19 @@ from pathlib import Path
 import uvicorn
 
 from app.remote import EngineClient
+from app.settings import Settings
 
 log = logging.getLogger("cifar10.supervisor")
+
+
+def refuse_model_management(settings: Settings) -> None:
+    """The multi-process design serves one model, loaded once, in its model process: no
+    config file, no poll (docs/model-management.md). Say so instead of ignoring them."""
+    if settings.model_config_file is not None or settings.model_poll_s > 0:
+        raise SystemExit(
+            "cifar10-serve --workers N (N > 1) serves one model from CIFAR10_MODEL_DIR without polling: "
+            "unset CIFAR10_MODEL_CONFIG_FILE and CIFAR10_MODEL_POLL_S, or run one process (--workers 1)"
+        )
 
 
 async def _probe(path: Path) -> bool:

@@ -53,3 +53,14 @@ def latest_version_dir(model_dir: Path) -> Path:
     if not (path / "saved_model.pb").is_file():
         raise ModelDirError(f"{path} has no saved_model.pb")
     return path
+
+
+def version_dirs(model_dir: Path) -> dict[int, Path]:
+    """Every numeric version folder of a model's base path, as TensorFlow Serving sees
+    them. A directory that is itself a SavedModel is one version: its own number when
+    its name is one (`saved_models/cifar10/6`), else 0."""
+    if not model_dir.is_dir():
+        raise ModelDirError(f"model directory {model_dir} does not exist")
+    if (model_dir / "saved_model.pb").is_file():
+        return {int(model_dir.name) if model_dir.name.isdigit() else 0: model_dir}
+    return {int(p.name): p for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()}

@@ -13,7 +13,7 @@ from app.errors import InvalidRequest
 from app.images import encode_png
 from app.inference import run_batched, to_prediction
 from app.render import channel_grid
-from app.routes.predict import ERRORS, IMAGE_FILE, multipart_body, reject_unknown_query
+from app.routes.predict import ERRORS, IMAGE_FILE, ModelQuery, VersionQuery, multipart_body, reject_unknown_query
 from app.schemas import FeatureMapsResponse
 from app.uploads import read_uploads
 
@@ -32,7 +32,7 @@ def _select_layers(requested: str | None, available: list[str]) -> list[str]:
     return names
 
 
-QUERY = frozenset({"layers", "layer", "format", "top_k"})
+QUERY = frozenset({"layers", "layer", "format", "top_k", "model", "version"})
 
 
 @router.post(
@@ -48,11 +48,13 @@ async def feature_maps(
     layer: Annotated[str | None, Query(description="format=png: the layer to draw; default the first")] = None,
     format: Annotated[Literal["json", "png"], Query(description="json values, or one layer as a PNG grid")] = "json",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
+    model: ModelQuery = None,
+    version: VersionQuery = None,
 ) -> Response:
     """Activations of the named conv layers for one uploaded image (field `file`)."""
     reject_unknown_query(request, QUERY)
-    model = inference.model
-    available = model.layer_names()
+    served = inference.model
+    available = served.layer_names()
     if format == "png":
         chosen = _select_layers(layer, available)[:1] if layer else available[:1]
     else:
@@ -71,8 +73,8 @@ async def feature_maps(
     # cost more than the model run (response_model still documents the shape).
     return JSONResponse(
         {
-            "model": {"name": model.name, "version": model.version},
-            "prediction": to_prediction(result["probabilities"], model.classes, upload.filename, top_k),
+            "model": {"name": served.name, "version": served.version},
+            "prediction": to_prediction(result["probabilities"], served.classes, upload.filename, top_k),
             "input_png_base64": base64.b64encode(encode_png(upload.pixels)).decode(),
             "layers": [{"name": n, "shape": list(result[n].shape), "values": result[n].tolist()} for n in chosen],
         }

@@ -23,11 +23,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse, "description": "model not warm or batcher stopped"}})
 async def readyz(service: ServiceDep) -> dict[str, Any]:
-    """The model is loaded and warm, and both batchers run."""
-    batchers = (service.predict_batcher, service.feature_batcher)
-    if not service.ready or service.model is None or not all(b is not None and b.running for b in batchers):
+    """Every model has a version loaded and warm whose batchers run; `model` is the
+    default model's newest available version."""
+    registry = service.registry
+    if not service.ready or registry is None or not registry.ready:
         raise NotReady("model not loaded and warm yet, or shutting down")
-    return {"status": "ready", "model": {"name": service.model.name, "version": service.model.version}}
+    newest = registry.model(None).available()[0]
+    return {"status": "ready", "model": {"name": registry.default, "version": str(newest.number)}}
 
 
 metrics_router = APIRouter(tags=["operations"])

@@ -47,6 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         401: "missing or invalid API key",
+        404: "no such model or version, or that version is not AVAILABLE",
         413: "body, file count or image dimensions over the limits",
         415: "not an image",
         422: "empty, corrupt or truncated image, or a bad parameter",
@@ -57,7 +58,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-PREDICT_QUERY = frozenset({"top_k"})
+PREDICT_QUERY = frozenset({"top_k", "model", "version"})
+# Read by app.deps (which leases the version); declared on the routes for the schema.
+ModelQuery = Annotated[str | None, Query(description="a served model's name; default the default model")]
+VersionQuery = Annotated[
+    int | None, Query(ge=0, le=10**18, description="a version of that model; default its newest available")
+]
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY, responses=ERRORS)
@@ -65,18 +71,20 @@ async def predict(
     request: Request,
     inference: PredictDep,
     top_k: Annotated[int, Query(ge=1, le=10, description="how many top classes to list")] = 3,
+    model: ModelQuery = None,
+    version: VersionQuery = None,
 ) -> JSONResponse:
     """Classify the uploaded image(s); predictions come back in upload order."""
     reject_unknown_query(request, PREDICT_QUERY)
-    settings, model = inference.settings, inference.model
+    settings, served = inference.settings, inference.model
     uploads = await read_uploads(request, inference, settings.max_images_per_request)
     results = await run_batched(inference, [u.pixels for u in uploads], request.receive)
     # Built as dicts (see inference.to_prediction); response_model still documents them.
     return JSONResponse(
         {
-            "model": {"name": model.name, "version": model.version},
+            "model": {"name": served.name, "version": served.version},
             "predictions": [
-                to_prediction(p, model.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)
+                to_prediction(p, served.classes, u.filename, top_k) for u, p in zip(uploads, results, strict=True)
             ],
         }
     )

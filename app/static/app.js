@@ -35,14 +35,46 @@ async function errorMessage(response) {
   return `The service answered ${response.status} ${response.statusText}.`;
 }
 
+// The models and versions to choose from (GET /v1/models); "" = the default model,
+// or a model's newest available version, as the API takes them.
+let models = [];
+let lastFile = null;
+
+function chosen() {
+  return { model: $("model-select").value, version: $("version-select").value };
+}
+
+function fillVersions() {
+  const entry = models.find((m) => m.name === $("model-select").value);
+  const available = entry ? entry.model_version_status.filter((s) => s.state === "AVAILABLE") : [];
+  const select = $("version-select");
+  select.replaceChildren(new Option("newest", ""), ...available.map((s) => new Option(s.version, s.version)));
+}
+
+async function loadModels() {
+  const response = await fetch("/v1/models", { headers: headers() });
+  if (!response.ok) return;
+  const data = await response.json();
+  models = data.models;
+  const select = $("model-select");
+  const previous = select.value || data.default;
+  select.replaceChildren(...models.map((m) => new Option(m.name, m.name)));
+  select.value = models.some((m) => m.name === previous) ? previous : data.default;
+  fillVersions();
+  $("model-choice").hidden = false;
+}
+
 async function loadModelInfo() {
   const info = $("model-info");
   try {
     const ready = await fetch("/readyz");
     if (!ready.ok) { info.textContent = "The model is still loading; reload in a moment."; return; }
-    const { model } = await ready.json();
-    const response = await fetch(`/v1/models/${encodeURIComponent(model.name)}`, { headers: headers() });
-    if (!response.ok) { info.textContent = `${model.name}, version ${model.version}. ${await errorMessage(response)}`; return; }
+    if (!models.length) await loadModels();
+    const { model, version } = chosen();
+    const name = model || (await ready.json()).model.name;
+    const path = `/v1/models/${encodeURIComponent(name)}` + (version ? `/versions/${encodeURIComponent(version)}` : "");
+    const response = await fetch(path, { headers: headers() });
+    if (!response.ok) { info.textContent = `${name}. ${await errorMessage(response)}`; return; }
     const data = await response.json();
     const acc = data.metrics && data.metrics.val_accuracy;
     info.textContent = `Model ${data.name}, version ${data.version} (${data.architecture || "?"} network)` +
@@ -52,15 +84,21 @@ async function loadModelInfo() {
   }
 }
 
+function modelQuery() {
+  const { model, version } = chosen();
+  return (model ? `&model=${encodeURIComponent(model)}` : "") + (version ? `&version=${encodeURIComponent(version)}` : "");
+}
+
 async function classify(file) {
   clearError();
   if (!file) return;
+  lastFile = file;
   $("uploaded").src = URL.createObjectURL(file);
   const form = new FormData();
   form.append("file", file, file.name || "pasted-image");
   let response;
   try {
-    response = await fetch("/feature-maps?top_k=5", { method: "POST", body: form, headers: headers() });
+    response = await fetch(`/feature-maps?top_k=5${modelQuery()}`, { method: "POST", body: form, headers: headers() });
   } catch (err) {
     showError("Cannot reach the service. Is it running?");
     return;
@@ -76,6 +114,7 @@ async function classify(file) {
 
 function render(data) {
   $("model-input").src = `data:image/png;base64,${data.input_png_base64}`;
+  $("answered-by").textContent = `Answered by ${data.model.name}, version ${data.model.version}.`;
   const bars = $("bars");
   bars.replaceChildren(...data.prediction.top_k.map(({ label, probability }) => {
     const li = document.createElement("li");
@@ -197,6 +236,14 @@ function setUpInputs() {
   }));
 }
 
+// A new choice shows that version's card and, if an image was chosen, its answer.
+function onChoice() {
+  loadModelInfo();
+  if (lastFile) classify(lastFile);
+}
+
 setUpInputs();
 loadModelInfo();
-keyInput.addEventListener("change", loadModelInfo);
+keyInput.addEventListener("change", () => { models = []; loadModelInfo(); });
+$("model-select").addEventListener("change", () => { fillVersions(); onChoice(); });
+$("version-select").addEventListener("change", onChoice);

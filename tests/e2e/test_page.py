@@ -3,6 +3,7 @@ real uvicorn process: upload, bar chart, feature-map grids, errors, screenshots.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHIPPED, SHIPPED_TUTORIAL
 from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,24 @@ REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with uvicorn_server(tmp_path_factory.mktemp("logs") / "page.log") as (url, _):
+    """Two models, the default one in two versions (its newest, 6, is the page's default)."""
+    folder = tmp_path_factory.mktemp("logs")
+    config = folder / "models.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model_config_list": [
+                    {
+                        "name": "cifar10",
+                        "base_path": str(SHIPPED),
+                        "model_version_policy": {"specific": {"versions": [1, 6]}},
+                    },
+                    {"name": "cifar10-tutorial", "base_path": str(SHIPPED_TUTORIAL)},
+                ]
+            }
+        )
+    )
+    with uvicorn_server(folder / "page.log", CIFAR10_MODEL_CONFIG_FILE=str(config)) as (url, _):
         yield url
 
 
@@ -139,6 +157,40 @@ def test_phone_viewport(server: str, browser, real_samples, tmp_path: Path) -> N
         driver.save_screenshot(str(ARTIFACTS / "page-phone.png"))
     finally:
         driver.set_window_size(1280, 1600)
+
+
+def test_choose_model_and_version(server: str, browser, real_samples, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    driver.get(server)
+    wait(driver, lambda d: d.find_element(By.ID, "model-choice").is_displayed())
+    models, versions = (
+        Select(driver.find_element(By.ID, "model-select")),
+        Select(driver.find_element(By.ID, "version-select")),
+    )
+    assert [o.text for o in models.options] == ["cifar10", "cifar10-tutorial"]
+    assert [o.text for o in versions.options] == ["newest", "6", "1"]
+    cls, name, data = real_samples[7]
+    image = tmp_path / name
+    image.write_bytes(data)
+    driver.find_element(By.ID, "file-input").send_keys(str(image))
+
+    def answered_by(text: str) -> None:
+        wait(driver, lambda d: text in d.find_element(By.ID, "answered-by").text)
+
+    answered_by("cifar10, version 6")
+    versions.select_by_value("1")  # the same image again, on version 1
+    answered_by("cifar10, version 1")
+    wait(driver, lambda d: "version 1 (fast network)" in d.find_element(By.ID, "model-info").text)
+    models.select_by_value("cifar10-tutorial")
+    answered_by("cifar10-tutorial, version 1")
+    assert [o.text for o in Select(driver.find_element(By.ID, "version-select")).options] == ["newest", "1"]
+    api = httpx.post(f"{server}/predict?model=cifar10-tutorial", files={"file": (name, data, "image/jpeg")}).json()
+    assert api["model"] == {"name": "cifar10-tutorial", "version": "1"}
+    top = driver.find_element(By.CSS_SELECTOR, "#bars li").get_attribute("data-label")
+    assert top == api["predictions"][0]["label"]
 
 
 @pytest.mark.parametrize(

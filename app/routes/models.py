@@ -1,0 +1,98 @@
+"""Model status and metadata, as TensorFlow Serving's REST API answers them:
+GET /v1/models/{name}[/versions/{v}|/labels/{label}][/metadata], and GET /v1/models
+(not TF Serving's: every model with its versions, for the page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.classifier import ModelInfo
+from app.deps import RegistryDep, requested
+from app.errors import NotFound
+from app.registry import Model, Registry
+from app.routes.predict import ERRORS
+from app.routes.tfserving import TF_ERRORS, ModelName, add_model_routes
+from model import contract
+from model.classes import IMAGE_SHAPE
+
+router = APIRouter(tags=["tensorflow-serving"])
+RESPONSES: dict[int | str, dict[str, Any]] = {404: TF_ERRORS[404], 503: ERRORS[503]}
+
+
+def _statuses(model: Model) -> list[dict[str, Any]]:
+    return [v.status() for v in sorted(model.versions.values(), key=lambda v: -v.number)]
+
+
+@router.get("/v1/models", responses={503: ERRORS[503]})
+async def list_models(registry: RegistryDep) -> dict[str, Any]:
+    """Every served model, its versions' states and its labels; `default` is the model
+    that /predict and /feature-maps use without `?model=`."""
+    return {
+        "default": registry.default,
+        "models": [
+            {"name": m.name, "model_version_status": _statuses(m), "version_labels": dict(m.spec.version_labels)}
+            for m in registry.models.values()
+        ],
+    }
+
+
+async def model_status(model_name: ModelName, request: Request, registry: RegistryDep) -> dict[str, Any]:
+    """TF Serving's `model_version_status`: every version's state, or the named one's.
+    Also, beside it, the name, version, classes, input, feature layers and model card
+    metrics of the newest available version (or of the named one, if available)."""
+    name, version, label = requested(request)
+    model = registry.model(name)
+    if version is None and label is None:
+        shown = next(iter(model.available()), None)
+        statuses = _statuses(model)
+    else:
+        shown = model.find(version, label)
+        statuses = [shown.status()]
+    info = shown.host.info.info() if shown is not None and shown.host is not None else {}
+    return {**info, "model_version_status": statuses}
+
+
+def _tensor(name: str, shape: list[int], dtype: str = "DT_FLOAT") -> dict[str, Any]:
+    dims = [{"size": str(d), "name": ""} for d in shape]
+    return {"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": name}
+
+
+def signature_defs(info: ModelInfo) -> dict[str, Any]:
+    """The served signatures in TF Serving's `SignatureDefMap` JSON (from the contract,
+    so the jax runtime answers the same)."""
+    image = _tensor(f"{contract.SERVING_SIGNATURE}_{contract.INPUT_NAME}:0", [-1, *IMAGE_SHAPE], "DT_UINT8")
+    return {
+        contract.SERVING_SIGNATURE: {
+            "inputs": {contract.INPUT_NAME: image},
+            "outputs": {
+                contract.PROBABILITIES: _tensor("StatefulPartitionedCall:0", [-1, len(info.classes)]),
+            },
+            "method_name": "tensorflow/serving/predict",
+        }
+    }
+
+
+def _leased_info(registry: Registry, name: str, version: int | None, label: str | None) -> tuple[ModelInfo, int]:
+    leased = registry.acquire(name, version, label)
+    try:
+        if leased.host is None:  # acquire hands out loaded versions only
+            raise NotFound(f"version {leased.number} of model {name!r} is not loaded")
+        return leased.host.info, leased.number
+    finally:
+        registry.release(leased)
+
+
+async def model_metadata(model_name: ModelName, request: Request, registry: RegistryDep) -> dict[str, Any]:
+    """TF Serving's metadata: the version's signature definitions (404 unless AVAILABLE)."""
+    name, version, label = requested(request)
+    info, number = _leased_info(registry, name or model_name, version, label)
+    return {
+        "model_spec": {"name": info.name, "signature_name": "", "version": str(number)},
+        "metadata": {"signature_def": {"signature_def": signature_defs(info)}},
+    }
+
+
+add_model_routes(router, "", model_status, "GET", responses=RESPONSES)
+add_model_routes(router, "/metadata", model_metadata, "GET", responses=RESPONSES)
