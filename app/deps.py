@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import numpy as np
 from fastapi import Depends, Request
@@ -54,12 +54,12 @@ class Inference(Generic[R]):
 
     settings: Settings
     model: ModelInfo
-    batcher: BatchQueue[np.ndarray, R]
+    batcher: BatchQueue[Any, R]  # items: uint8 images, or (image, target class) pairs for explain
     decoder: Executor
     deadline: float  # event-loop time by which decoding and inference must be done (504 after)
 
 
-def _inference(request: Request, batcher: BatchQueue[np.ndarray, R] | None) -> Inference[R]:
+def _inference(request: Request, batcher: BatchQueue[Any, R] | None) -> Inference[R]:
     service: Service = request.app.state.service
     if not service.ready or service.model is None or batcher is None or service.decoder is None:
         raise NotReady("the service is not ready")
@@ -76,9 +76,15 @@ async def get_feature_inference(request: Request) -> Inference[dict[str, np.ndar
     return _inference(request, request.app.state.service.feature_batcher)
 
 
+async def get_explain_inference(request: Request) -> Inference[dict[str, np.ndarray]]:
+    # The batcher's items are (image, target class) pairs; Inference names the result type.
+    return _inference(request, request.app.state.service.explain_batcher)
+
+
 ModelDep = Annotated[ModelInfo, Depends(get_model)]
 PredictDep = Annotated[Inference[np.ndarray], Depends(get_predict_inference)]
 FeatureMapsDep = Annotated[Inference[dict[str, np.ndarray]], Depends(get_feature_inference)]
+ExplainDep = Annotated[Inference[dict[str, np.ndarray]], Depends(get_explain_inference)]
 
 
 async def require_api_key(request: Request, settings: SettingsDep) -> None:

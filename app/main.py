@@ -25,8 +25,8 @@ from app.images import quiet_pillow
 from app.metrics import Metrics
 from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from app.model_host import start_model
-from app.remote import EngineClient, RemoteBatcher, split_features, split_probabilities
-from app.routes import feature_maps, health, predict, tfserving
+from app.remote import EngineClient, RemoteBatcher, RemoteExplainBatcher, split_features, split_probabilities
+from app.routes import explain, feature_maps, health, predict, tfserving
 from app.routes.api_docs import add_api_docs
 from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
@@ -57,12 +57,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.model = client.model
         service.predict_batcher = RemoteBatcher(client, "predict", split_probabilities)
         service.feature_batcher = RemoteBatcher(client, "features", split_features)
+        service.explain_batcher = RemoteExplainBatcher(client)
         service.metrics.track_queue_depth("predict", lambda: client.in_flight)
         stop = client.close
     else:
         host = await start_model(settings, service.metrics, app.state.runtime_loader)
         service.model, service.load_seconds = host.classifier.info, host.load_seconds
         service.predict_batcher, service.feature_batcher = host.predict_batcher, host.feature_batcher
+        service.explain_batcher = host.explain_batcher
         stop = host.stop
     # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
     # GIL while decoding); the pool's size bounds the memory of images decoded at once.
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     # measurable share of a request's cost on the event loop.
     app.include_router(predict.router, dependencies=auth)
     app.include_router(feature_maps.router, dependencies=auth)
+    app.include_router(explain.router, dependencies=auth)
     app.include_router(tfserving.router, dependencies=auth)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=auth)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.batcher import BatchQueue
-from app.classifier import ModelInfo
+from app.classifier import ExplainItem, ModelInfo
 from app.metrics import Metrics
 
 
@@ -19,5 +19,6 @@ class Service:
     decoder: ThreadPoolExecutor | None = None  # image decoding and JSON parsing, off the event loop
     predict_batcher: BatchQueue[np.ndarray, np.ndarray] | None = None
     feature_batcher: BatchQueue[np.ndarray, dict[str, np.ndarray]] | None = None
+    explain_batcher: BatchQueue[ExplainItem, dict[str, np.ndarray]] | None = None
     ready: bool = False
     load_seconds: dict[str, float] = field(default_factory=dict)

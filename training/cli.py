@@ -1,4 +1,4 @@
-"""Command line: `train`, `export`, `archive` and `evaluate`.
+"""Command line: `train`, `export`, `archive`, `reexport` and `evaluate`.
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
 the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says. The
@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("archive", help="add the Keras archive (model.keras) to versions exported without one")
     a.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/4")
 
+    r = sub.add_parser(
+        "reexport",
+        help="re-export versions in place with the explain signature, from their model.keras, parity-checked",
+    )
+    r.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/6")
+    r.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 source of the validation images to compare on")
+
     v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
     v.add_argument("saved_model", type=Path, help="a SavedModel folder or a versioned model folder")
     v.add_argument("--data", default=DEFAULT_DATA)
@@ -148,6 +155,11 @@ def _check(args: argparse.Namespace) -> None:
         for version in args.versions:
             if not (version / "saved_model.pb").is_file():
                 raise UsageError(f"{version} is not a SavedModel version folder (no saved_model.pb)")
+    elif args.command == "reexport":
+        for version in args.versions:
+            for name in ("saved_model.pb", "model.keras", "model_card.json"):
+                if not (version / name).is_file():
+                    raise UsageError(f"{version} has no {name}; re-export needs a version folder with all three")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -180,6 +192,19 @@ def _run(args: argparse.Namespace) -> None:
             print(
                 f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})"
             )
+    elif args.command == "reexport":
+        from training.reexport import ReexportError, reexport
+
+        for version in args.versions:
+            try:
+                card = reexport(version, args.data)
+            except ReexportError as exc:
+                raise UsageError(str(exc)) from exc
+            record = card["export"]["reexport"]
+            print(
+                f"re-exported {version}: max |Δ| {record['max_abs_diff']:.1e} ({record['worst_output']}), "
+                f"{record['top_class_changes']} top classes changed; explain vs recomputation {record['explain_parity_max_abs_diff']:.1e}"
+            )
     else:
         from training.evaluate import evaluate, format_report
 
@@ -189,7 +214,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("export", "archive", "evaluate"):
+    if args.command in ("export", "archive", "reexport", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
     from training.data import DataError

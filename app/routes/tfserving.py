@@ -1,5 +1,6 @@
 """TensorFlow Serving's REST API, so TF Serving clients work unchanged:
-POST /v1/models/{name}:predict and GET /v1/models/{name}."""
+POST /v1/models/{name}:predict (signatures serving_default and explain) and
+GET /v1/models/{name}."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ModelDep, PredictDep
+from app.deps import ModelDep, PredictDep, get_explain_inference
 from app.errors import InvalidJSON, InvalidRequest, NotFound, PayloadTooLarge
 from app.images import decode_image
 from app.inference import off_loop, run_batched
+from app.routes.explain import check_explainable
 from app.routes.predict import ERRORS
 from app.schemas import ErrorResponse, TFServingResponse
 from model import contract
-from model.classes import IMAGE_SHAPE
+from model.classes import IMAGE_SHAPE, NUM_CLASSES
 
 router = APIRouter(tags=["tensorflow-serving"])
 
@@ -50,18 +52,27 @@ _PIXELS = {
         },
     },
 }
+_TARGET = {
+    "type": "integer",
+    "minimum": contract.TOP_CLASS,
+    "maximum": NUM_CLASSES - 1,
+    "description": f"signature explain only: the class to explain, {contract.TOP_CLASS} (default) for the top class",
+}
 _INSTANCE = {
     "oneOf": [
         _PIXELS,
         {
             "type": "object",
-            "properties": {"b64": {"type": "string", "description": "base64 of an image file"}},
+            "properties": {
+                "b64": {"type": "string", "description": "base64 of an image file"},
+                contract.TARGET_CLASS: _TARGET,
+            },
             "required": ["b64"],
             "additionalProperties": False,
         },
         {
             "type": "object",
-            "properties": {contract.INPUT_NAME: _PIXELS},
+            "properties": {contract.INPUT_NAME: _PIXELS, contract.TARGET_CLASS: _TARGET},
             "required": [contract.INPUT_NAME],
             "additionalProperties": False,
         },
@@ -76,14 +87,17 @@ _INSTANCES = {
 BODY_SCHEMA = {
     "type": "object",
     "properties": {
-        "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE]},
+        "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE, contract.EXPLAIN_SIGNATURE]},
         "instances": _INSTANCES,
         "inputs": {
             "oneOf": [
                 _INSTANCES,
                 {
                     "type": "object",
-                    "properties": {contract.INPUT_NAME: _INSTANCES},
+                    "properties": {
+                        contract.INPUT_NAME: _INSTANCES,
+                        contract.TARGET_CLASS: {"type": "array", "items": _TARGET},
+                    },
                     "required": [contract.INPUT_NAME],
                     "additionalProperties": False,
                 },
@@ -106,6 +120,24 @@ ModelName = Annotated[str, Path(description="the served model's name", examples=
 def _check_name(name: str, served: str) -> None:
     if name != served:
         raise NotFound(f"model {name!r} is not served here; this server serves {served!r}")
+
+
+def _target(value: Any, where: str) -> int:
+    if type(value) is not int or not contract.TOP_CLASS <= value < NUM_CLASSES:
+        raise InvalidRequest(
+            f"{where}: {contract.TARGET_CLASS} must be an integer class id 0-{NUM_CLASSES - 1}, "
+            f"or {contract.TOP_CLASS} for the top class"
+        )
+    return value
+
+
+def _instance(instance: Any, index: int, max_pixels: int, explain: bool) -> tuple[np.ndarray, int]:
+    """An instance's pixels and target class; the target only in an explain request."""
+    if explain and isinstance(instance, dict) and contract.TARGET_CLASS in instance:
+        rest = {k: v for k, v in instance.items() if k != contract.TARGET_CLASS}
+        target = _target(instance[contract.TARGET_CLASS], f"instances[{index}]")
+        return _pixels(rest, index, max_pixels), target
+    return _pixels(instance, index, max_pixels), contract.TOP_CLASS
 
 
 def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
@@ -142,8 +174,9 @@ def _pixels(instance: Any, index: int, max_pixels: int) -> np.ndarray:
 VALUES_PER_INSTANCE = 4200
 
 
-def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.ndarray]:
-    """The images of a TF Serving request body; runs in the decode pool."""
+def parse_request(raw: bytes, max_images: int, max_pixels: int) -> tuple[str, list[tuple[np.ndarray, int]]]:
+    """The signature and (image, target class) pairs of a TF Serving request body (the
+    target is contract.TOP_CLASS unless an explain request names one); runs in the decode pool."""
     if raw.count(b",") + raw.count(b"[") > max_images * VALUES_PER_INSTANCE:
         raise PayloadTooLarge(f"the body holds more JSON values than {max_images} instances of 32x32x3 pixels")
     try:
@@ -161,18 +194,33 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
             + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else "")
         )
     signature = body.get("signature_name", contract.SERVING_SIGNATURE)
-    if signature != contract.SERVING_SIGNATURE:
+    if signature not in (contract.SERVING_SIGNATURE, contract.EXPLAIN_SIGNATURE):
         raise InvalidRequest(
-            f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}"
+            f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r} "
+            f"or {contract.EXPLAIN_SIGNATURE!r}"
         )
+    explain = signature == contract.EXPLAIN_SIGNATURE
     instances = body.get("instances", body.get("inputs"))
-    if isinstance(instances, dict) and set(instances) == {contract.INPUT_NAME}:
+    targets: Any = None
+    if isinstance(instances, dict) and explain and set(instances) == {contract.INPUT_NAME, contract.TARGET_CLASS}:
+        # Columnar explain: {"image": [...], "target_class": [...]}, one target per image.
+        targets = instances[contract.TARGET_CLASS]
+        instances = instances[contract.INPUT_NAME]
+        if not isinstance(targets, list) or not isinstance(instances, list) or len(targets) != len(instances):
+            raise InvalidRequest(f"inputs.{contract.TARGET_CLASS} must be a list with one class per image")
+    elif isinstance(instances, dict) and set(instances) == {contract.INPUT_NAME}:
         instances = instances[contract.INPUT_NAME]
     if not isinstance(instances, list) or not instances:
         raise InvalidJSON("expected a non-empty list in 'instances' (or 'inputs')")
     if len(instances) > max_images:
         raise PayloadTooLarge(f"too many instances: {len(instances)}, at most {max_images}")
-    return [_pixels(instance, i, max_pixels) for i, instance in enumerate(instances)]
+    items = [_instance(instance, i, max_pixels, explain) for i, instance in enumerate(instances)]
+    if targets is not None:
+        items = [
+            (image, _target(t, f"inputs.{contract.TARGET_CLASS}[{i}]"))
+            for i, ((image, _), t) in enumerate(zip(items, targets, strict=True))
+        ]
+    return signature, items
 
 
 @router.post(
@@ -184,14 +232,22 @@ def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.nda
     },
 )
 async def tf_serving_predict(model_name: ModelName, request: Request, inference: PredictDep) -> JSONResponse:
-    """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
+    """TF Serving's row (`instances`) or columnar (`inputs`) request format.
+
+    `"signature_name": "explain"` answers the explain signature instead: per instance a
+    dict of its outputs (probabilities, target_class, gradcam_<layer>, saliency); an
+    instance may name its class as `target_class` (columnar: a list beside `image`)."""
     settings = inference.settings
     _check_name(model_name, inference.model.name)
     raw = await request.body()
-    (images,) = await off_loop(
-        inference, [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)]
+    ((signature, items),) = await off_loop(
+        inference, [partial(parse_request, raw, settings.max_images_per_request, settings.max_image_pixels)]
     )
-    results = await run_batched(inference, images, request.receive)
+    if signature == contract.EXPLAIN_SIGNATURE:
+        check_explainable(inference.model)
+        explained = await run_batched(await get_explain_inference(request), items, request.receive)
+        return JSONResponse({"predictions": [{k: v.tolist() for k, v in row.items()} for row in explained]})
+    results = await run_batched(inference, [image for image, _ in items], request.receive)
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 
 

@@ -86,6 +86,13 @@ class JaxRuntime:
             "predict": (jax.jit(predict), params(model)),
             "feature_maps": (jax.jit(feature_maps), params(features)),
         }
+        # Grad-CAM needs the gradient at every feature layer of one forward pass; Keras
+        # under JAX exposes no intermediate tensors to differentiate, and rebuilding the
+        # network per layer would duplicate the exported graph. The SavedModel has it.
+        self.explain_unavailable: str | None = (
+            "the jax runtime does not compute explanations; serve with CIFAR10_RUNTIME=tensorflow, "
+            f"whose SavedModel has the {contract.EXPLAIN_SIGNATURE!r} signature"
+        )
         self._compiled: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
 
@@ -109,6 +116,9 @@ class JaxRuntime:
     def feature_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self._executable("feature_maps", len(batch))(self._fns["feature_maps"][1], batch)
         return {k: np.asarray(v) for k, v in outputs.items()}
+
+    def explain(self, batch: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError(self.explain_unavailable)
 
     def prepare(self, sizes: Sequence[int]) -> None:
         """Compile predict and feature maps for every size, on several threads: XLA
