@@ -160,6 +160,8 @@ def _check(args: argparse.Namespace) -> None:
             for name in ("saved_model.pb", "model.keras", "model_card.json"):
                 if not (version / name).is_file():
                     raise UsageError(f"{version} has no {name}; re-export needs a version folder with all three")
+            if "explain" in json.loads((version / "model_card.json").read_text()).get("signatures", []):
+                raise UsageError(f"{version} already has the 'explain' signature")
 
 
 def _run(args: argparse.Namespace) -> None:
