@@ -23,8 +23,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse, "description": "model not warm or batcher stopped"}})
 async def readyz(service: ServiceDep) -> dict[str, Any]:
-    """The model is loaded and warm, and both batchers run."""
-    batchers = (service.predict_batcher, service.feature_batcher)
+    """The model is loaded and warm, and its batchers run."""
+    batchers = (service.predict_batcher, service.feature_batcher, service.explain_batcher)
     if not service.ready or service.model is None or not all(b is not None and b.running for b in batchers):
         raise NotReady("model not loaded and warm yet, or shutting down")
     return {"status": "ready", "model": {"name": service.model.name, "version": service.model.version}}

@@ -109,7 +109,11 @@ BODY_SCHEMA = {
 }
 TF_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    400: {"model": ErrorResponse, "description": "the body is not JSON, or has no non-empty 'instances'/'inputs' list"},
+    400: {
+        "model": ErrorResponse,
+        "description": "the body is not JSON, or has no non-empty 'instances'/'inputs' list; "
+        "or signature_name 'explain' on a model exported without it",
+    },
     404: {"model": ErrorResponse, "description": "no model of that name is served here"},
 }
 

@@ -171,3 +171,15 @@ def test_overlay_colours_the_map_over_the_image() -> None:
     assert np.abs(out[0, 63].astype(int) - COLORMAP[255] * 0.7).max() <= 1
     assert out[0, 0].sum() < out[0, 63].sum()
     assert colorize(np.array([[-1.0, 2.0]])).tolist() == [[COLORMAP[0].tolist(), COLORMAP[255].tolist()]]
+
+
+async def test_openapi_documents_the_route(client) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    route = spec["paths"]["/explain"]["post"]
+    assert {p["name"] for p in route["parameters"]} == {"class", "format", "map", "scale", "top_k"}
+    body = route["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["file"] and body["additionalProperties"] is False
+    assert {"400", "422", "429", "503"} <= set(route["responses"])
+    assert "image/png" in route["responses"]["200"]["content"]
+    tf = spec["paths"]["/v1/models/{model_name}:predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "explain" in tf["schema"]["properties"]["signature_name"]["enum"]
