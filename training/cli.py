@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--tta", action="store_true", help="use the serving_tta signature (mirror test-time augmentation)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add_argument(
+        "--record",
+        action="store_true",
+        help="write the per-class accuracy into the model card of a version whose card lacks it (val split only)",
+    )
     return parser
 
 
@@ -150,7 +155,15 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.out} already exists; exports are immutable, choose a new version folder")
         check_finished(args.run)
     elif args.command == "evaluate":
-        latest_version_dir(args.saved_model)
+        path = latest_version_dir(args.saved_model)
+        if args.record:
+            if args.split != "val" or args.tta:
+                raise UsageError("--record writes the validation split's per-class accuracy: drop --split and --tta")
+            card = path / "model_card.json"
+            if not card.is_file():
+                raise UsageError(f"{path} has no model_card.json to record into")
+            if json.loads(card.read_text()).get("metrics", {}).get("per_class_accuracy"):
+                raise UsageError(f"{card} already records per_class_accuracy")
     elif args.command == "archive":
         for version in args.versions:
             if not (version / "saved_model.pb").is_file():
@@ -211,6 +224,10 @@ def _run(args: argparse.Namespace) -> None:
         from training.evaluate import evaluate, format_report
 
         report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
+        if args.record:
+            from training.evaluate import record_per_class
+
+            record_per_class(args.saved_model, report)
         print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
