@@ -18,7 +18,11 @@ from model import contract
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 
 log = logging.getLogger("cifar10.model")
-__all__ = ["BUCKET_STEP", "Classifier", "LayerInfo", "ModelInfo", "ModelLoadError", "bucket_sizes"]
+__all__ = ["BUCKET_STEP", "Classifier", "ExplainItem", "LayerInfo", "ModelInfo", "ModelLoadError", "bucket_sizes"]
+
+# What the explain batcher queues: a uint8 [32, 32, 3] image and the class to explain
+# (contract.TOP_CLASS for its top class).
+ExplainItem = tuple[np.ndarray, int]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class ModelInfo:
     classes: list[str]
     layers: list[LayerInfo]
     card: dict[str, Any]
+    # Why this model cannot explain a prediction (no explain signature, or the jax
+    # runtime); None when it can. The explain route answers it as a 4xx.
+    explain_unavailable: str | None = None
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -62,12 +69,15 @@ class ModelInfo:
             "classes": self.classes,
             "layers": [[layer.name, list(layer.shape)] for layer in self.layers],
             "card": self.card,
+            "explain_unavailable": self.explain_unavailable,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelInfo:
         layers = [LayerInfo(name, tuple(shape)) for name, shape in data["layers"]]
-        return cls(data["name"], data["version"], list(data["classes"]), layers, data["card"])
+        return cls(
+            data["name"], data["version"], list(data["classes"]), layers, data["card"], data.get("explain_unavailable")
+        )
 
 
 BUCKET_STEP = 8
@@ -88,7 +98,8 @@ def bucket_sizes(max_batch_size: int, step: int = BUCKET_STEP) -> list[int]:
 
 class Classifier:
     """A loaded model version with its card; `predict` and `feature_maps` take a list of
-    uint8 [32, 32, 3] images and return one result per image."""
+    uint8 [32, 32, 3] images (`explain`, of (image, target class) pairs) and return one
+    result per image."""
 
     def __init__(
         self,
@@ -111,7 +122,14 @@ class Classifier:
         layers = [LayerInfo(name, shape) for name, shape in self._runtime.layer_shapes.items()]
         layers.sort(key=lambda layer: order.index(layer.name) if layer.name in order else len(order))
         version = self.path.name if self.path.name.isdigit() else "0"
-        self.info = ModelInfo(name or contract.served_name(model_dir), version, self._read_labels(), layers, card)
+        self.info = ModelInfo(
+            name or contract.served_name(model_dir),
+            version,
+            self._read_labels(),
+            layers,
+            card,
+            self._runtime.explain_unavailable,
+        )
         self.name, self.version = self.info.name, self.info.version
         self.buckets = bucket_sizes(max_batch_size)
 
@@ -151,10 +169,23 @@ class Classifier:
         outputs = {k: v[:n] for k, v in self._runtime.feature_maps(batch).items()}
         return [{k: v[i] for k, v in outputs.items()} for i in range(n)]
 
+    def explain(self, items: list[ExplainItem]) -> list[dict[str, np.ndarray]]:
+        """Per (image, target class) item, target contract.TOP_CLASS for the top class:
+        its Grad-CAM maps, saliency, `probabilities` and `target_class` (the class used)."""
+        batch, n = self._padded([image for image, _ in items])
+        targets = np.full(len(batch), contract.TOP_CLASS, dtype=np.int32)
+        targets[:n] = [target for _, target in items]
+        outputs = {k: v[:n] for k, v in self._runtime.explain(batch, targets).items()}
+        return [{k: v[i] for k, v in outputs.items()} for i in range(n)]
+
     def warm(self) -> None:
-        """Compile (jax) and run both functions at every bucket size once, before serving."""
+        """Compile (jax) and run every function at every bucket size once, before serving."""
         self._runtime.prepare(self.buckets)
+        blank = np.zeros(IMAGE_SHAPE, dtype=np.uint8)
         for size in self.buckets:
-            self.predict([np.zeros(IMAGE_SHAPE, dtype=np.uint8)] * size)
+            self.predict([blank] * size)
         for size in self.buckets:
-            self.feature_maps([np.zeros(IMAGE_SHAPE, dtype=np.uint8)] * size)
+            self.feature_maps([blank] * size)
+        if self.info.explain_unavailable is None:
+            for size in self.buckets:
+                self.explain([(blank, contract.TOP_CLASS)] * size)

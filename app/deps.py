@@ -12,7 +12,7 @@ import secrets
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import numpy as np
 from fastapi import Depends, Request
@@ -59,7 +59,7 @@ class Inference(Generic[R]):
 
     settings: Settings
     model: ModelInfo
-    batcher: BatchQueue[np.ndarray, R]
+    batcher: BatchQueue[Any, R]  # items: uint8 images, or (image, target class) pairs for explain
     decoder: Executor
     deadline: float  # event-loop time by which decoding and inference must be done (504 after)
 
@@ -92,9 +92,7 @@ def _lease(request: Request) -> tuple[Registry, Version, Host, Executor]:
     return service.registry, version, version.host, service.decoder
 
 
-def _inference(
-    request: Request, model: ModelInfo, batcher: BatchQueue[np.ndarray, R], decoder: Executor
-) -> Inference[R]:
+def _inference(request: Request, model: ModelInfo, batcher: BatchQueue[Any, R], decoder: Executor) -> Inference[R]:
     settings: Settings = request.app.state.settings
     deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
     return Inference(settings, model, batcher, decoder, deadline)
@@ -118,8 +116,42 @@ async def get_feature_inference(request: Request) -> AsyncIterator[Inference[dic
         registry.release(version)
 
 
+async def get_explain_inference(request: Request) -> AsyncIterator[Inference[dict[str, np.ndarray]]]:
+    # The batcher's items are (image, target class) pairs; Inference names the result type.
+    registry, version, host, decoder = _lease(request)
+    try:
+        if host.explain_batcher is None:
+            raise NotReady("the explain batcher is not running")
+        yield _inference(request, host.info, host.explain_batcher, decoder)
+    finally:
+        registry.release(version)
+
+
+@dataclass(frozen=True)
+class SignatureInference:
+    """TF Serving's :predict, whose body names the signature: both batchers of one leased
+    version (`explain` None where the host has no explain batcher)."""
+
+    predict: Inference[np.ndarray]
+    explain: Inference[dict[str, np.ndarray]] | None
+
+
+async def get_signature_inference(request: Request) -> AsyncIterator[SignatureInference]:
+    registry, version, host, decoder = _lease(request)
+    try:
+        explain = host.explain_batcher
+        yield SignatureInference(
+            _inference(request, host.info, host.predict_batcher, decoder),
+            None if explain is None else _inference(request, host.info, explain, decoder),
+        )
+    finally:
+        registry.release(version)
+
+
 PredictDep = Annotated[Inference[np.ndarray], Depends(get_predict_inference)]
 FeatureMapsDep = Annotated[Inference[dict[str, np.ndarray]], Depends(get_feature_inference)]
+ExplainDep = Annotated[Inference[dict[str, np.ndarray]], Depends(get_explain_inference)]
+SignatureDep = Annotated[SignatureInference, Depends(get_signature_inference)]
 
 
 async def require_api_key(request: Request, settings: SettingsDep) -> None:

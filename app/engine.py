@@ -36,7 +36,7 @@ log = logging.getLogger("cifar10.engine")
 
 
 class Engine:
-    """Answers `info`, `predict`, `features` and `cancel` frames on a Unix socket."""
+    """Answers `info`, `predict`, `features`, `explain` and `cancel` frames on a Unix socket."""
 
     def __init__(self, host: ModelHost, settings: Settings) -> None:
         self.host = host
@@ -82,8 +82,11 @@ class Engine:
                 elif op == "info":
                     info = {"model": self.host.classifier.info.to_json(), "runtime": self._settings.runtime}
                     writer.writelines(wire.encode({"op": "info", "id": rid, **info}))
-                elif op in ("predict", "features"):
-                    task = asyncio.create_task(self._run(op, rid, arrays["images"], writer))
+                elif op in ("predict", "features", "explain"):
+                    items: list[Any] = list(arrays["images"])
+                    if op == "explain":  # (image, target class) pairs, as the explain batcher takes
+                        items = list(zip(items, arrays["targets"].tolist(), strict=True))
+                    task = asyncio.create_task(self._run(op, rid, items, writer))
                     tasks[rid] = task
                     self._running.add(task)
                     task.add_done_callback(self._forget(tasks, rid))
@@ -109,10 +112,13 @@ class Engine:
 
         return done
 
-    async def _run(self, op: str, rid: int, images: np.ndarray, writer: asyncio.StreamWriter) -> None:
-        batcher: Any = self.host.predict_batcher if op == "predict" else self.host.feature_batcher
+    async def _run(self, op: str, rid: int, items: list[Any], writer: asyncio.StreamWriter) -> None:
+        batchers = {"predict": self.host.predict_batcher, "features": self.host.feature_batcher}
+        batcher: Any = batchers.get(op, self.host.explain_batcher)
         try:
-            results = await batcher.submit(list(images))
+            if batcher is None:
+                raise BatcherClosed(f"this model process has no {op} batcher")
+            results = await batcher.submit(items)
         except QueueFull as exc:
             frame = wire.encode({"op": "error", "id": rid, "code": "overloaded", "message": str(exc)})
         except BatcherClosed as exc:

@@ -50,6 +50,14 @@ class InvalidRequest(APIError):
     status_code, code = 422, "invalid_request"
 
 
+class ExplainUnavailable(APIError):
+    """The served model cannot explain: exported without the explain signature, or
+    served by a runtime that does not compute it. As TF Serving answers an unknown
+    signature: a client error, and the message says what to serve instead."""
+
+    status_code, code = 400, "explain_unavailable"
+
+
 class InvalidJSON(APIError):
     status_code, code = 400, "invalid_json"
 

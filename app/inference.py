@@ -47,8 +47,8 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def run_batched(inference: Inference[R], images: Sequence[np.ndarray], receive: Receive) -> list[R]:
-    """Submit `images`; map a full queue to 429, the deadline to 504, shutdown to 503.
+async def run_batched(inference: Inference[R], images: Sequence[Any], receive: Receive) -> list[R]:
+    """Submit `images` (or the batcher's other items); map a full queue to 429, the deadline to 504, shutdown to 503.
 
     If the client disconnects first, the submission is cancelled, so its images that
     have not reached the model are dropped (the batcher skips cancelled items).

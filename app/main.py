@@ -33,8 +33,15 @@ from app.model_config import ModelConfigError, ModelSpec, model_specs
 from app.model_host import start_model
 from app.poller import Poller
 from app.registry import Host, HostLoader, Registry
-from app.remote import EngineClient, RemoteBatcher, RemoteHost, split_features, split_probabilities
-from app.routes import feature_maps, health, models, predict, tfserving
+from app.remote import (
+    EngineClient,
+    RemoteBatcher,
+    RemoteExplainBatcher,
+    RemoteHost,
+    split_features,
+    split_probabilities,
+)
+from app.routes import explain, feature_maps, health, models, predict, tfserving
 from app.routes.api_docs import add_api_docs
 from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
@@ -101,6 +108,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             client.model,
             RemoteBatcher(client, "predict", split_probabilities),
             RemoteBatcher(client, "features", split_features),
+            RemoteExplainBatcher(client),
             client.close,
         )
         registry = Registry.single(host, service.metrics)
@@ -111,6 +119,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = poller.registry
         service.metrics.track_queue_depth("predict", lambda: registry.queue_depth("predict"))
         service.metrics.track_queue_depth("feature_maps", lambda: registry.queue_depth("feature_maps"))
+        service.metrics.track_queue_depth("explain", lambda: registry.queue_depth("explain"))
         if settings.model_poll_s > 0:
             polling = asyncio.create_task(poller.run(settings.model_poll_s), name="model-poll")
     # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
@@ -156,6 +165,7 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     # measurable share of a request's cost on the event loop.
     app.include_router(predict.router, dependencies=auth)
     app.include_router(feature_maps.router, dependencies=auth)
+    app.include_router(explain.router, dependencies=auth)
     app.include_router(tfserving.router, dependencies=auth)
     app.include_router(models.router, dependencies=auth)
     app.include_router(health.router)

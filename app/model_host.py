@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.batcher import Batcher
-from app.classifier import Classifier, ModelInfo, ModelLoadError
+from app.classifier import Classifier, ExplainItem, ModelInfo, ModelLoadError
 from app.metrics import Metrics
 from app.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
@@ -26,13 +26,18 @@ log = logging.getLogger("cifar10")
 
 @dataclass
 class ModelHost:
-    """The classifier, its one inference thread and its two batchers, all running."""
+    """The classifier, its one inference thread and its batchers, all running."""
 
     classifier: Classifier
     executor: ThreadPoolExecutor
     predict_batcher: Batcher[np.ndarray, np.ndarray]
     feature_batcher: Batcher[np.ndarray, dict[str, np.ndarray]]
     load_seconds: dict[str, float] = field(default_factory=dict)
+    # Items are (image, target class); None only where a test builds a host without it.
+    explain_batcher: Batcher[ExplainItem, dict[str, np.ndarray]] | None = None
+
+    def batchers(self) -> list[Batcher[Any, Any]]:
+        return [b for b in (self.predict_batcher, self.feature_batcher, self.explain_batcher) if b is not None]
 
     @property
     def info(self) -> ModelInfo:
@@ -40,7 +45,7 @@ class ModelHost:
 
     async def stop(self) -> None:
         """Refuse new items, finish the accepted ones, then stop the thread."""
-        await asyncio.gather(self.predict_batcher.stop(), self.feature_batcher.stop())
+        await asyncio.gather(*(b.stop() for b in self.batchers()))
         self.executor.shutdown(wait=True)
 
 
@@ -84,20 +89,24 @@ async def start_model(
         "max_wait_s": settings.max_wait_s,
         "max_queue": settings.max_queue,
     }
+    explain_batcher: Batcher[ExplainItem, dict[str, np.ndarray]] = Batcher(
+        classifier.explain, executor, observer=metrics.observer("explain"), **options
+    )
     host = ModelHost(
         classifier,
         executor,
         Batcher(classifier.predict, executor, observer=metrics.observer("predict"), **options),
         Batcher(classifier.feature_maps, executor, observer=metrics.observer("feature_maps"), **options),
         seconds,
+        explain_batcher,
     )
     # Loading TensorFlow leaves ~435k long-lived objects that every full garbage
     # collection would walk again (274 ms each on the idle 2-core box), stalling all
     # requests; frozen, the collector skips them and only sees objects made per request.
     gc.collect()
     gc.freeze()
-    host.predict_batcher.start()
-    host.feature_batcher.start()
+    for batcher in host.batchers():
+        batcher.start()
     log.info(
         "serving %s version %s from %s with %s (load %.1fs, warm-up %.1fs, batch sizes %s)",
         classifier.name,

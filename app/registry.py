@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from app.batcher import BatchQueue
-from app.classifier import ModelInfo
+from app.classifier import ExplainItem, ModelInfo
 from app.errors import NotFound
 from app.memory import free_memory
 from app.metrics import Metrics
@@ -53,7 +53,15 @@ class Host(Protocol):
     @property
     def feature_batcher(self) -> BatchQueue[np.ndarray, dict[str, np.ndarray]]: ...
 
+    @property
+    def explain_batcher(self) -> BatchQueue[ExplainItem, dict[str, np.ndarray]] | None: ...
+
     async def stop(self) -> None: ...
+
+
+def _running(host: Host) -> bool:
+    batchers = (host.predict_batcher, host.feature_batcher, host.explain_batcher)
+    return all(b.running for b in batchers if b is not None)
 
 
 # Loads, checks and warms one version folder of a model; raises on a broken one.
@@ -172,18 +180,22 @@ class Registry:
     def ready(self) -> bool:
         """Every model has an available version whose batchers run."""
         return all(
-            any(v.host is not None and v.host.predict_batcher.running for v in model.available())
-            for model in self.models.values()
+            any(v.host is not None and _running(v.host) for v in model.available()) for model in self.models.values()
         )
 
-    def queue_depth(self, batcher: Literal["predict", "feature_maps"]) -> int:
+    def queue_depth(self, batcher: Literal["predict", "feature_maps", "explain"]) -> int:
         """Items waiting in every loaded version's batcher of that kind."""
         total = 0
         for model in self.models.values():
             for v in model.versions.values():
                 if v.host is not None:
-                    queue = v.host.predict_batcher if batcher == "predict" else v.host.feature_batcher
-                    total += queue.queue_depth
+                    queues: dict[str, BatchQueue[Any, Any] | None] = {
+                        "predict": v.host.predict_batcher,
+                        "feature_maps": v.host.feature_batcher,
+                        "explain": v.host.explain_batcher,
+                    }
+                    queue = queues[batcher]
+                    total += queue.queue_depth if queue is not None else 0
         return total
 
     async def apply(

@@ -21,7 +21,7 @@ import numpy as np
 
 from app import wire
 from app.batcher import BatcherClosed, QueueFull
-from app.classifier import ModelInfo
+from app.classifier import ExplainItem, ModelInfo
 
 R = TypeVar("R")
 
@@ -92,11 +92,17 @@ class EngineClient:
                 self._writer.writelines(wire.encode({"op": "cancel", "id": rid}))
             raise
 
-    async def submit(self, op: str, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Run `op` ("predict" or "features") on `images` in the model process's batches."""
+    async def submit(
+        self, op: str, images: Sequence[np.ndarray], targets: Sequence[int] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run `op` ("predict", "features" or "explain", which takes one target class per
+        image) on `images` in the model process's batches."""
         if not self.accepting:
             raise BatcherClosed("this front is shutting down")
-        header, arrays = await self._call({"op": op}, {"images": np.stack(images)})
+        request = {"images": np.stack(images)}
+        if targets is not None:
+            request["targets"] = np.asarray(targets, dtype=np.int32)
+        header, arrays = await self._call({"op": op}, request)
         if header["op"] == "error":
             code = header.get("code")
             raise (QueueFull if code == "overloaded" else BatcherClosed if code == "closed" else EngineFailed)(
@@ -138,6 +144,28 @@ class RemoteBatcher(Generic[R]):
         await self._client.close()
 
 
+class RemoteExplainBatcher:
+    """The explain batcher over the model process: items are (image, target class)."""
+
+    def __init__(self, client: EngineClient) -> None:
+        self._client = client
+
+    @property
+    def queue_depth(self) -> int:
+        return self._client.in_flight
+
+    @property
+    def running(self) -> bool:
+        return self._client.accepting and self._client.connected
+
+    async def submit(self, items: Sequence[ExplainItem]) -> list[dict[str, np.ndarray]]:
+        arrays = await self._client.submit("explain", [image for image, _ in items], [t for _, t in items])
+        return split_features(arrays, len(items))
+
+    async def stop(self) -> None:
+        await self._client.close()
+
+
 def split_probabilities(arrays: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
     return list(arrays["probabilities"][:n])
 
@@ -153,6 +181,7 @@ class RemoteHost:
     info: ModelInfo
     predict_batcher: RemoteBatcher[np.ndarray]
     feature_batcher: RemoteBatcher[dict[str, np.ndarray]]
+    explain_batcher: RemoteExplainBatcher
     close: Callable[[], Awaitable[None]]
 
     async def stop(self) -> None:

@@ -43,6 +43,29 @@ class FeatureMapsResponse(BaseModel):
     layers: list[LayerMaps]
 
 
+class ExplainTarget(BaseModel):
+    class_id: int = Field(examples=[3])
+    label: str = Field(examples=["cat"])
+    probability: float = Field(examples=[0.91])
+    requested: bool = Field(description="false when it is the top class because none was asked for")
+
+
+class ExplainMap(BaseModel):
+    name: str = Field(examples=["gradcam_block3"])
+    method: str = Field(examples=["gradcam"], description="gradcam or saliency")
+    layer: str | None = Field(examples=["block3"], description="the feature layer of a Grad-CAM map")
+    values: list[list[float]] = Field(description="32x32 values in 0-1, indexed [y][x]")
+    overlay_png_base64: str = Field(description="the map coloured over the 32x32 input, scaled up, as a PNG")
+
+
+class ExplainResponse(BaseModel):
+    model: ModelRef
+    prediction: Prediction
+    target: ExplainTarget = Field(description="the class the maps explain")
+    input_png_base64: str = Field(description="the 32x32 RGB image the model received, as a PNG")
+    maps: list[ExplainMap]
+
+
 class TFServingResponse(BaseModel):
     predictions: list[list[float]] = Field(description="one row of 10 class probabilities per instance")
 

@@ -14,7 +14,7 @@ import numpy as np
 from app.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
 from app.images import decode_image
 from model import contract
-from model.classes import IMAGE_SHAPE
+from model.classes import IMAGE_SHAPE, NUM_CLASSES
 
 # A 2x2 red PNG and a black 32x32 pixel list: the example must itself be a valid body.
 EXAMPLE = {
@@ -42,40 +42,59 @@ _PIXELS = {
         },
     },
 }
-_INSTANCE = {
-    "oneOf": [
-        _PIXELS,
-        {
-            "type": "object",
-            "properties": {"b64": {"type": "string", "description": "base64 of an image file"}},
-            "required": ["b64"],
-            "additionalProperties": False,
-        },
-        {
-            "type": "object",
-            "properties": {contract.INPUT_NAME: _PIXELS},
-            "required": [contract.INPUT_NAME],
-            "additionalProperties": False,
-        },
-    ]
+_TARGET = {
+    "type": "integer",
+    "minimum": contract.TOP_CLASS,
+    "maximum": NUM_CLASSES - 1,
+    "description": f"signature explain only: the class to explain, {contract.TOP_CLASS} (default) for the top class",
 }
-_INSTANCES = {
-    "type": "array",
-    "items": _INSTANCE,
-    "minItems": 1,
-    "description": "at most CIFAR10_MAX_IMAGES_PER_REQUEST (64)",
-}
+
+
+def _instance_schema(target: bool) -> dict[str, Any]:
+    extra = {contract.TARGET_CLASS: _TARGET} if target else {}
+    return {
+        "oneOf": [
+            _PIXELS,
+            {
+                "type": "object",
+                "properties": {"b64": {"type": "string", "description": "base64 of an image file"}, **extra},
+                "required": ["b64"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {contract.INPUT_NAME: _PIXELS, **extra},
+                "required": [contract.INPUT_NAME],
+                "additionalProperties": False,
+            },
+        ]
+    }
+
+
+def _instances_schema(target: bool) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": _instance_schema(target),
+        "minItems": 1,
+        "description": "at most CIFAR10_MAX_IMAGES_PER_REQUEST (64)",
+    }
+
+
+_INSTANCES = _instances_schema(target=False)
 BODY_SCHEMA = {
     "type": "object",
     "properties": {
-        "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE]},
-        "instances": _INSTANCES,
+        "signature_name": {"type": "string", "enum": [contract.SERVING_SIGNATURE, contract.EXPLAIN_SIGNATURE]},
+        "instances": _instances_schema(target=True),
         "inputs": {
             "oneOf": [
-                _INSTANCES,
+                _instances_schema(target=True),
                 {
                     "type": "object",
-                    "properties": {contract.INPUT_NAME: _INSTANCES},
+                    "properties": {
+                        contract.INPUT_NAME: _INSTANCES,
+                        contract.TARGET_CLASS: {"type": "array", "items": _TARGET},
+                    },
                     "required": [contract.INPUT_NAME],
                     "additionalProperties": False,
                 },
@@ -132,7 +151,7 @@ def _pixels(instance: Any, index: int, max_pixels: int, key: str = "instances") 
 VALUES_PER_INSTANCE = 4200
 
 
-def _json_object(raw: bytes, max_images: int) -> dict[str, Any]:
+def _json_object(raw: bytes, max_images: int, signatures: tuple[str, ...]) -> dict[str, Any]:
     if raw.count(b",") + raw.count(b"[") > max_images * VALUES_PER_INSTANCE:
         raise PayloadTooLarge(f"the body holds more JSON values than {max_images} instances of 32x32x3 pixels")
     try:
@@ -144,39 +163,84 @@ def _json_object(raw: bytes, max_images: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidJSON("the body must be a JSON object")
     signature = body.get("signature_name", contract.SERVING_SIGNATURE)
-    if signature != contract.SERVING_SIGNATURE:
+    if signature not in signatures:
         raise InvalidRequest(
-            f"signature_name {str(signature)[:100]!r} is not served; use {contract.SERVING_SIGNATURE!r}"
+            f"signature_name {str(signature)[:100]!r} is not served here; use " + " or ".join(map(repr, signatures))
         )
     return body
 
 
 def _images(items: Any, key: str, max_images: int, max_pixels: int) -> list[np.ndarray]:
+    _check_count(items, key, max_images)
+    return [_pixels(item, i, max_pixels, key) for i, item in enumerate(items)]
+
+
+def _check_count(items: Any, key: str, max_images: int) -> None:
     if not isinstance(items, list) or not items:
         raise InvalidJSON(f"expected a non-empty list in {key!r}")
     if len(items) > max_images:
         raise PayloadTooLarge(f"too many {key}: {len(items)}, at most {max_images}")
-    return [_pixels(item, i, max_pixels, key) for i, item in enumerate(items)]
 
 
-def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> list[np.ndarray]:
-    """The images of a TF Serving predict body; runs in the decode pool."""
-    body = _json_object(raw, max_images)
+def _target(value: Any, where: str) -> int:
+    if type(value) is not int or not contract.TOP_CLASS <= value < NUM_CLASSES:
+        raise InvalidRequest(
+            f"{where}: {contract.TARGET_CLASS} must be an integer class id 0-{NUM_CLASSES - 1}, "
+            f"or {contract.TOP_CLASS} for the top class"
+        )
+    return value
+
+
+def _explain_item(instance: Any, index: int, max_pixels: int) -> tuple[np.ndarray, int]:
+    """An explain instance's pixels and its target class (TOP_CLASS unless it names one)."""
+    if isinstance(instance, dict) and contract.TARGET_CLASS in instance:
+        rest = {k: v for k, v in instance.items() if k != contract.TARGET_CLASS}
+        return _pixels(rest, index, max_pixels), _target(instance[contract.TARGET_CLASS], f"instances[{index}]")
+    return _pixels(instance, index, max_pixels), contract.TOP_CLASS
+
+
+PREDICT_SIGNATURES = (contract.SERVING_SIGNATURE, contract.EXPLAIN_SIGNATURE)
+
+
+def parse_instances(raw: bytes, max_images: int, max_pixels: int) -> tuple[str, list[tuple[np.ndarray, int]]]:
+    """The signature and (image, target class) pairs of a TF Serving predict body; the
+    target is contract.TOP_CLASS unless an explain request names one. Runs in the decode pool."""
+    body = _json_object(raw, max_images, PREDICT_SIGNATURES)
     unknown = set(body) - {"signature_name", "instances", "inputs"}
     if unknown or ("instances" in body and "inputs" in body):
         raise InvalidJSON(
             "the body takes 'instances' or 'inputs' (not both) and optionally 'signature_name'"
             + (f"; unknown keys: {', '.join(sorted(map(repr, unknown)))}"[:200] if unknown else "")
         )
+    signature = body.get("signature_name", contract.SERVING_SIGNATURE)
+    explain = signature == contract.EXPLAIN_SIGNATURE
     instances = body.get("instances", body.get("inputs"))
-    if isinstance(instances, dict) and set(instances) == {contract.INPUT_NAME}:
+    targets: Any = None
+    if isinstance(instances, dict) and explain and set(instances) == {contract.INPUT_NAME, contract.TARGET_CLASS}:
+        # Columnar explain: {"image": [...], "target_class": [...]}, one target per image.
+        targets = instances[contract.TARGET_CLASS]
         instances = instances[contract.INPUT_NAME]
-    return _images(instances, "instances' (or 'inputs", max_images, max_pixels)
+        if not isinstance(targets, list) or not isinstance(instances, list) or len(targets) != len(instances):
+            raise InvalidRequest(f"inputs.{contract.TARGET_CLASS} must be a list with one class per image")
+    elif isinstance(instances, dict) and set(instances) == {contract.INPUT_NAME}:
+        instances = instances[contract.INPUT_NAME]
+    key = "instances' (or 'inputs"
+    if not explain:
+        return signature, [(image, contract.TOP_CLASS) for image in _images(instances, key, max_images, max_pixels)]
+    _check_count(instances, key, max_images)
+    assert isinstance(instances, list)  # _check_count raised otherwise
+    items = [_explain_item(instance, i, max_pixels) for i, instance in enumerate(instances)]
+    if targets is not None:
+        items = [
+            (image, _target(t, f"inputs.{contract.TARGET_CLASS}[{i}]"))
+            for i, ((image, _), t) in enumerate(zip(items, targets, strict=True))
+        ]
+    return signature, items
 
 
 def parse_examples(raw: bytes, max_images: int, max_pixels: int) -> list[np.ndarray]:
     """The images of a TF Serving classify body (`examples`); runs in the decode pool."""
-    body = _json_object(raw, max_images)
+    body = _json_object(raw, max_images, (contract.SERVING_SIGNATURE,))
     unknown = set(body) - {"signature_name", "examples", "context"}
     if unknown or "examples" not in body:
         raise InvalidJSON(

@@ -12,6 +12,19 @@ FEATURE_MAPS_SIGNATURE = "feature_maps"
 TTA_SIGNATURE = "serving_tta"
 INPUT_NAME = "image"  # uint8 [N, 32, 32, 3], raw pixels; normalisation is in the graph
 PROBABILITIES = "probabilities"  # float32 [N, 10]
+
+# Why the model chose a class (Grad-CAM and gradient saliency), computed in the graph so
+# any TF Serving client can call it. Versions exported before it lack this signature.
+EXPLAIN_SIGNATURE = "explain"
+# Input and output, int32 [N]: the class to explain per image. Signature inputs cannot be
+# optional, so TOP_CLASS asks for the image's top class; the output says which was used.
+TARGET_CLASS = "target_class"
+TOP_CLASS = -1
+# Outputs, float32 [N, 32, 32], each scaled to 0-1 per image (0 everywhere when the map
+# is all zero): `gradcam_<layer>` for every feature layer (the last one is the last
+# convolutional block), and `saliency`, max over channels of |d logit / d pixel|.
+GRADCAM_PREFIX = "gradcam_"
+SALIENCY = "saliency"
 LABELS_FILE = "labels.txt"  # asset: one class name per line, in label order
 MODEL_CARD_FILE = "model_card.json"  # beside saved_model.pb
 # The same float32 weights as a Keras archive, beside saved_model.pb: what the service's

@@ -1,4 +1,4 @@
-"""Command line: `train`, `export`, `archive` and `evaluate`.
+"""Command line: `train`, `export`, `archive`, `reexport` and `evaluate`.
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
 the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says. The
@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("archive", help="add the Keras archive (model.keras) to versions exported without one")
     a.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/4")
 
+    r = sub.add_parser(
+        "reexport",
+        help="re-export versions in place with the explain signature, from their model.keras, parity-checked",
+    )
+    r.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/6")
+    r.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 source of the validation images to compare on")
+
     v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
     v.add_argument("saved_model", type=Path, help="a SavedModel folder or a versioned model folder")
     v.add_argument("--data", default=DEFAULT_DATA)
@@ -91,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--tta", action="store_true", help="use the serving_tta signature (mirror test-time augmentation)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add_argument(
+        "--record",
+        action="store_true",
+        help="write the per-class accuracy into the model card of a version whose card lacks it (val split only)",
+    )
     return parser
 
 
@@ -144,11 +156,26 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.out} already exists; exports are immutable, choose a new version folder")
         check_finished(args.run)
     elif args.command == "evaluate":
-        latest_version_dir(args.saved_model)
+        path = latest_version_dir(args.saved_model)
+        if args.record:
+            if args.split != "val" or args.tta:
+                raise UsageError("--record writes the validation split's per-class accuracy: drop --split and --tta")
+            card = path / "model_card.json"
+            if not card.is_file():
+                raise UsageError(f"{path} has no model_card.json to record into")
+            if json.loads(card.read_text()).get("metrics", {}).get("per_class_accuracy"):
+                raise UsageError(f"{card} already records per_class_accuracy")
     elif args.command == "archive":
         for version in args.versions:
             if not (version / "saved_model.pb").is_file():
                 raise UsageError(f"{version} is not a SavedModel version folder (no saved_model.pb)")
+    elif args.command == "reexport":
+        for version in args.versions:
+            for name in ("saved_model.pb", "model.keras", "model_card.json"):
+                if not (version / name).is_file():
+                    raise UsageError(f"{version} has no {name}; re-export needs a version folder with all three")
+            if "explain" in json.loads((version / "model_card.json").read_text()).get("signatures", []):
+                raise UsageError(f"{version} already has the 'explain' signature")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -181,16 +208,33 @@ def _run(args: argparse.Namespace) -> None:
             print(
                 f"wrote {version / 'model.keras'} (max |Δ| {card['export']['keras_archive']['parity_max_abs_diff']:.1e})"
             )
+    elif args.command == "reexport":
+        from training.reexport import ReexportError, reexport
+
+        for version in args.versions:
+            try:
+                card = reexport(version, args.data)
+            except ReexportError as exc:
+                raise UsageError(str(exc)) from exc
+            record = card["export"]["reexport"]
+            print(
+                f"re-exported {version}: max |Δ| {record['max_abs_diff']:.1e} ({record['worst_output']}), "
+                f"{record['top_class_changes']} top classes changed; explain vs recomputation {record['explain_parity_max_abs_diff']:.1e}"
+            )
     else:
         from training.evaluate import evaluate, format_report
 
         report = evaluate(args.saved_model, args.data, args.split, tta=args.tta)
+        if args.record:
+            from training.evaluate import record_per_class
+
+            record_per_class(args.saved_model, report)
         print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("export", "archive", "evaluate"):
+    if args.command in ("export", "archive", "reexport", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
     from training.data import DataError

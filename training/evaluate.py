@@ -14,7 +14,7 @@ from model import contract
 from training.data import DataError, load_dataset, stratified_split
 from training.metrics import classification_report, format_report
 
-__all__ = ["evaluate", "format_report"]
+__all__ = ["evaluate", "format_report", "record_per_class"]
 
 
 def evaluate(
@@ -52,3 +52,21 @@ def evaluate(
         {"model": str(path), "signature": signature, "split": split, "images": len(labels), "data_sha256": ds.sha256}
     )
     return report
+
+
+def record_per_class(saved_model: Path, report: dict[str, Any]) -> None:
+    """Add a validation report's per-class accuracy to a card that lacks it (the GPU
+    trainer did not measure it). The card's own accuracy stays as trained and measured;
+    the record says where the new figures come from and what accuracy they sum to."""
+    path = contract.latest_version_dir(saved_model) / contract.MODEL_CARD_FILE
+    card = json.loads(path.read_text())
+    if card.get("metrics", {}).get("per_class_accuracy"):
+        raise DataError(f"{path} already records per_class_accuracy")
+    card.setdefault("metrics", {})["per_class_accuracy"] = report["per_class_accuracy"]
+    card["metrics"]["per_class_accuracy_source"] = {
+        "command": "python -m training evaluate --record",
+        "signature": report["signature"],
+        "images": report["images"],
+        "accuracy": report["accuracy"],
+    }
+    path.write_text(json.dumps(card, indent=2) + "\n")

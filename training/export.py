@@ -27,6 +27,8 @@ from model.builders.airbench import tta_logits
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 from training.archive import archive_record, write_archive
 from training.config import TrainConfig
+from training.explain_reference import explain_parity
+from training.explain_signature import Explainer
 from training.run_folder import CONFIG_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE, RunFolderError, check_finished
 
 PARITY_ATOL = 1e-4  # max |Δp| between the trained model and the SavedModel, float32
@@ -43,7 +45,7 @@ class ExportError(Exception):
 
 
 class _Servable(tf.Module):
-    """The exported object: two signatures over one set of weights, plus the labels."""
+    """The exported object: the contract's signatures over one set of weights, plus the labels."""
 
     def __init__(self, model: keras.Model, layers: tuple[str, ...], labels: Path, tta_level: int = 1) -> None:
         super().__init__()
@@ -54,6 +56,7 @@ class _Servable(tf.Module):
         )
         self.labels = tf.saved_model.Asset(str(labels))
         self._layers = layers
+        self._explainer = Explainer(model, layers)
 
     @staticmethod
     def _softmax(logits: tf.Tensor) -> tf.Tensor:
@@ -76,6 +79,23 @@ class _Servable(tf.Module):
         result = {name: tf.cast(m, tf.float32) for name, m in zip(self._layers, maps, strict=True)}
         result[contract.PROBABILITIES] = self._softmax(logits)
         return result
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name=contract.INPUT_NAME),
+            tf.TensorSpec([None], tf.int32, name=contract.TARGET_CLASS),
+        ]
+    )
+    def explain(self, image: tf.Tensor, target_class: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._explainer(image, target_class)
+
+
+SIGNATURES = (
+    contract.SERVING_SIGNATURE,
+    contract.FEATURE_MAPS_SIGNATURE,
+    contract.TTA_SIGNATURE,
+    contract.EXPLAIN_SIGNATURE,
+)
 
 
 def git_commit() -> str:
@@ -125,11 +145,16 @@ def export_run(run: Path, out: Path) -> dict[str, Any]:
             labels = Path(scratch) / contract.LABELS_FILE
             labels.write_text("\n".join(CLASS_NAMES) + "\n")
             servable = _Servable(model, layers, labels, cfg.tta_level)
-            _save(servable, tmp)
+            save_servable(servable, tmp)
         max_diff = _check_parity(tmp, run / PARITY_FILE)
         with np.load(run / PARITY_FILE) as parity:  # the jax runtime's archive, checked like the signatures
             archive_diff = write_archive(model, tmp, layers, parity["images"])
+            try:
+                explain_diff = explain_parity(tf.saved_model.load(str(tmp)), model, layers, parity["images"][:16])
+            except ValueError as exc:
+                raise ExportError(f"{exc}; nothing written") from exc
         card = _model_card(cfg, metrics, model, tmp, max_diff)
+        card["export"]["explain_parity_max_abs_diff"] = explain_diff
         card["export"]["keras_archive"] = archive_record(archive_diff)
         (tmp / contract.MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
         tmp.rename(out)
@@ -138,7 +163,7 @@ def export_run(run: Path, out: Path) -> dict[str, Any]:
     return card
 
 
-def _save(servable: _Servable, path: Path) -> None:
+def save_servable(servable: _Servable, path: Path) -> None:
     tf.saved_model.save(
         servable,
         str(path),
@@ -146,6 +171,7 @@ def _save(servable: _Servable, path: Path) -> None:
             contract.SERVING_SIGNATURE: servable.serve,
             contract.FEATURE_MAPS_SIGNATURE: servable.feature_maps,
             contract.TTA_SIGNATURE: servable.serve_tta,
+            contract.EXPLAIN_SIGNATURE: servable.explain,
         },
     )
 
@@ -166,6 +192,11 @@ def _check_parity(saved: Path, parity_file: Path) -> float:
     feature_diff = float(np.max(np.abs(maps[contract.PROBABILITIES].numpy() - probs)))
     if feature_diff > 1e-6:
         raise ExportError(f"feature_maps and serving_default disagree by {feature_diff:.2e}; nothing written")
+    top = tf.fill([len(images)], contract.TOP_CLASS)
+    explained = loaded.signatures[contract.EXPLAIN_SIGNATURE](image=batch, target_class=top)
+    explain_diff = float(np.max(np.abs(explained[contract.PROBABILITIES].numpy() - probs)))
+    if explain_diff > 1e-6:
+        raise ExportError(f"explain and serving_default disagree by {explain_diff:.2e}; nothing written")
     return diff
 
 
@@ -180,7 +211,7 @@ def _model_card(
         "parameters": int(model.count_params()),
         "classes": list(CLASS_NAMES),
         "input": {"name": contract.INPUT_NAME, "dtype": "uint8", "shape": [None, *IMAGE_SHAPE]},
-        "signatures": [contract.SERVING_SIGNATURE, contract.FEATURE_MAPS_SIGNATURE, contract.TTA_SIGNATURE],
+        "signatures": list(SIGNATURES),
         "feature_layers": layer_shapes,
         "test_time_augmentation": f"none in {contract.SERVING_SIGNATURE}; {TTA_DESCRIPTION[cfg.tta_level]} in {contract.TTA_SIGNATURE}",
         "data": {

@@ -61,17 +61,36 @@ def _tensor(name: str, shape: list[int], dtype: str = "DT_FLOAT") -> dict[str, A
 
 def signature_defs(info: ModelInfo) -> dict[str, Any]:
     """The served signatures in TF Serving's `SignatureDefMap` JSON (from the contract,
-    so the jax runtime answers the same)."""
+    so the jax runtime answers the same). `explain` only where the version has it."""
     image = _tensor(f"{contract.SERVING_SIGNATURE}_{contract.INPUT_NAME}:0", [-1, *IMAGE_SHAPE], "DT_UINT8")
-    return {
+    probabilities = _tensor("StatefulPartitionedCall:0", [-1, len(info.classes)])
+    defs = {
         contract.SERVING_SIGNATURE: {
             "inputs": {contract.INPUT_NAME: image},
-            "outputs": {
-                contract.PROBABILITIES: _tensor("StatefulPartitionedCall:0", [-1, len(info.classes)]),
-            },
+            "outputs": {contract.PROBABILITIES: probabilities},
             "method_name": "tensorflow/serving/predict",
         }
     }
+    if info.explain_unavailable is None:
+        side = IMAGE_SHAPE[0]
+        maps = [contract.GRADCAM_PREFIX + name for name in info.layer_names()] + [contract.SALIENCY]
+        defs[contract.EXPLAIN_SIGNATURE] = {
+            "inputs": {
+                contract.INPUT_NAME: _tensor(
+                    f"{contract.EXPLAIN_SIGNATURE}_{contract.INPUT_NAME}:0", [-1, *IMAGE_SHAPE], "DT_UINT8"
+                ),
+                contract.TARGET_CLASS: _tensor(
+                    f"{contract.EXPLAIN_SIGNATURE}_{contract.TARGET_CLASS}:0", [-1], "DT_INT32"
+                ),
+            },
+            "outputs": {
+                contract.PROBABILITIES: probabilities,
+                contract.TARGET_CLASS: _tensor("StatefulPartitionedCall:1", [-1], "DT_INT32"),
+                **{name: _tensor(f"StatefulPartitionedCall:{i + 2}", [-1, side, side]) for i, name in enumerate(maps)},
+            },
+            "method_name": "tensorflow/serving/predict",
+        }
+    return defs
 
 
 def _leased_info(registry: Registry, name: str, version: int | None, label: str | None) -> tuple[ModelInfo, int]:

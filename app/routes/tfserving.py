@@ -1,5 +1,6 @@
 """TensorFlow Serving's REST inference API, so TF Serving clients work unchanged:
-POST /v1/models/{name}[/versions/{v}|/labels/{label}]:predict and :classify.
+POST /v1/models/{name}[/versions/{v}|/labels/{label}]:predict (signatures
+serving_default and explain) and :classify.
 (Status and metadata: app/routes/models.py.)"""
 
 from __future__ import annotations
@@ -11,17 +12,24 @@ import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import PredictDep
+from app.deps import PredictDep, SignatureDep
+from app.errors import NotReady
 from app.inference import off_loop, run_batched
+from app.routes.explain import check_explainable
 from app.routes.predict import ERRORS
 from app.schemas import ErrorResponse, TFServingClassifyResponse, TFServingResponse
 from app.tf_requests import BODY_SCHEMA, CLASSIFY_SCHEMA, EXAMPLE, EXAMPLES, parse_examples, parse_instances
+from model import contract
 
 router = APIRouter(tags=["tensorflow-serving"])
 
 TF_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    400: {"model": ErrorResponse, "description": "the body is not JSON, or has no non-empty 'instances'/'inputs' list"},
+    400: {
+        "model": ErrorResponse,
+        "description": "the body is not JSON, or has no non-empty 'instances'/'inputs' list; "
+        "or signature_name 'explain' on a model exported without it",
+    },
     404: {"model": ErrorResponse, "description": "no such model, version or label, or that version is not AVAILABLE"},
 }
 
@@ -75,14 +83,25 @@ def add_model_routes(
         )
 
 
-async def tf_serving_predict(model_name: ModelName, request: Request, inference: PredictDep) -> JSONResponse:
-    """TF Serving's row (`instances`) or columnar (`inputs`) request format."""
-    settings = inference.settings
+async def tf_serving_predict(model_name: ModelName, request: Request, inference: SignatureDep) -> JSONResponse:
+    """TF Serving's row (`instances`) or columnar (`inputs`) request format.
+
+    `"signature_name": "explain"` answers the explain signature instead: per instance a
+    dict of its outputs (probabilities, target_class, gradcam_<layer>, saliency); an
+    instance may name its class as `target_class` (columnar: a list beside `image`)."""
+    predict = inference.predict
+    settings = predict.settings
     raw = await request.body()
-    (images,) = await off_loop(
-        inference, [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)]
+    ((signature, items),) = await off_loop(
+        predict, [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)]
     )
-    results = await run_batched(inference, images, request.receive)
+    if signature == contract.EXPLAIN_SIGNATURE:
+        check_explainable(predict.model)
+        if inference.explain is None:
+            raise NotReady("the explain batcher is not running")
+        explained = await run_batched(inference.explain, items, request.receive)
+        return JSONResponse({"predictions": [{k: v.tolist() for k, v in row.items()} for row in explained]})
+    results = await run_batched(predict, [image for image, _ in items], request.receive)
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 
 

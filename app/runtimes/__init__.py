@@ -23,9 +23,11 @@ class ModelLoadError(Exception):
 
 
 class Runtime(Protocol):
-    """A loaded model; `layer_shapes` maps every feature layer to its [H, W, C]."""
+    """A loaded model; `layer_shapes` maps every feature layer to its [H, W, C].
+    `explain_unavailable` says why it cannot explain (None when it can)."""
 
     layer_shapes: dict[str, tuple[int, ...]]
+    explain_unavailable: str | None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """float32 probabilities [B, 10]."""
@@ -33,6 +35,11 @@ class Runtime(Protocol):
 
     def feature_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every feature layer's float32 [B, H, W, C] and `probabilities`."""
+        ...
+
+    def explain(self, batch: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """The contract's explain outputs for int32 `targets` [B] (contract.TOP_CLASS: the
+        top class); only called when `explain_unavailable` is None."""
         ...
 
     def prepare(self, sizes: Sequence[int]) -> None:

@@ -40,7 +40,8 @@ def _import_keras_jax() -> Any:
 
 
 class JaxRuntime:
-    """Probabilities and feature maps of a `model.keras` archive, jitted per batch size."""
+    """Probabilities, feature maps and explanations of a `model.keras` archive, jitted
+    per batch size."""
 
     def __init__(self, path: Path, layer_order: Sequence[str]) -> None:
         archive = path / contract.KERAS_ARCHIVE_FILE
@@ -82,17 +83,22 @@ class JaxRuntime:
         def params(m: Any) -> tuple[list[Any], list[Any]]:
             return [v.value for v in m.trainable_variables], [v.value for v in m.non_trainable_variables]
 
+        explain, explain_params = _explainer(keras, jax, model, names)
         self._fns: dict[str, tuple[Any, Any]] = {
             "predict": (jax.jit(predict), params(model)),
             "feature_maps": (jax.jit(feature_maps), params(features)),
+            "explain": (jax.jit(explain), explain_params),
         }
+        self.explain_unavailable: str | None = None
         self._compiled: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
 
     def _compile(self, kind: str, size: int) -> Any:
         fn, params = self._fns[kind]
-        spec = self._jax.ShapeDtypeStruct((size, *IMAGE_SHAPE), np.uint8)  # type: ignore[no-untyped-call]
-        return fn.lower(params, spec).compile()
+        specs = [self._jax.ShapeDtypeStruct((size, *IMAGE_SHAPE), np.uint8)]  # type: ignore[no-untyped-call]
+        if kind == "explain":
+            specs.append(self._jax.ShapeDtypeStruct((size,), np.int32))  # type: ignore[no-untyped-call]
+        return fn.lower(params, *specs).compile()
 
     def _executable(self, kind: str, size: int) -> Any:
         exe = self._compiled.get((kind, size))
@@ -110,10 +116,67 @@ class JaxRuntime:
         outputs = self._executable("feature_maps", len(batch))(self._fns["feature_maps"][1], batch)
         return {k: np.asarray(v) for k, v in outputs.items()}
 
+    def explain(self, batch: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self._executable("explain", len(batch))(self._fns["explain"][1], batch, targets.astype(np.int32))
+        return {k: np.asarray(v) for k, v in outputs.items()}
+
     def prepare(self, sizes: Sequence[int]) -> None:
-        """Compile predict and feature maps for every size, on several threads: XLA
+        """Compile predict, feature maps and explain for every size, on several threads: XLA
         compiles outside the GIL, and a GPU host has the cores for it."""
         jobs = [(kind, size) for kind in self._fns for size in sizes if (kind, size) not in self._compiled]
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             for job, exe in zip(jobs, pool.map(lambda j: self._compile(*j), jobs), strict=True):
                 self._compiled[job] = exe
+
+
+# The layer whose float output is the first a gradient can reach; the pixel gradient is
+# its gradient divided by the channel's standard deviation (model.layers.Standardise).
+STANDARDISE_LAYER = "standardise"
+
+
+def _explainer(keras: Any, jax: Any, model: Any, names: list[str]) -> tuple[Any, Any]:
+    """The contract's explain outputs as a jittable function of (params, images, targets),
+    and its params. JAX differentiates functions, not tensors inside one: each feature
+    layer's gradient comes from a sub-model that starts at that layer (the network is a
+    chain of them: every later layer depends on it alone), run on its activations."""
+    import jax.numpy as jnp
+
+    starts = [STANDARDISE_LAYER, *names]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in starts] + [model.output])
+    tails = [keras.Model(model.get_layer(n).output, model.output) for n in starts]
+
+    def params(m: Any) -> tuple[list[Any], list[Any]]:
+        return [v.value for v in m.trainable_variables], [v.value for v in m.non_trainable_variables]
+
+    def unit(maps: Any) -> Any:  # each map divided by its maximum; all-zero maps stay zero
+        peak = maps.max(axis=(1, 2), keepdims=True)
+        return jnp.where(peak > 0, maps / jnp.where(peak > 0, peak, 1.0), 0.0)
+
+    def explain(all_params: Any, images: Any, targets: Any) -> dict[str, Any]:
+        probe_params, tail_params = all_params
+        (*activations, logits), _ = probe.stateless_call(*probe_params, images, training=False)
+        logits = logits.astype(jnp.float32)
+        target = jnp.where(targets < 0, jnp.argmax(logits, axis=1).astype(jnp.int32), targets)
+
+        def gradient(tail: Any, tail_param: Any, activation: Any) -> Any:
+            def score(a: Any) -> Any:
+                out, _ = tail.stateless_call(*tail_param, a, training=False)
+                return jnp.take_along_axis(out.astype(jnp.float32), target[:, None], axis=1).sum()
+
+            return jax.grad(score)(activation.astype(jnp.float32))
+
+        grads = [gradient(t, p, a) for t, p, a in zip(tails, tail_params, activations, strict=True)]
+        std = jnp.asarray(contract.CHANNEL_STD, jnp.float32)
+        result = {
+            contract.PROBABILITIES: jax.nn.softmax(logits, axis=-1),
+            contract.TARGET_CLASS: target,
+            contract.SALIENCY: unit(jnp.abs(grads[0] / std).max(axis=-1)),
+        }
+        for name, activation, grad in zip(names, activations[1:], grads[1:], strict=True):
+            weights = grad.mean(axis=(1, 2), keepdims=True)
+            cam = jax.nn.relu((weights * activation.astype(jnp.float32)).sum(axis=-1))
+            upsampled = jax.image.resize(cam, (cam.shape[0], *IMAGE_SHAPE[:2]), method="linear")
+            result[contract.GRADCAM_PREFIX + name] = unit(upsampled)
+        return result
+
+    return explain, (params(probe), [params(t) for t in tails])

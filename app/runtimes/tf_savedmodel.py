@@ -1,4 +1,4 @@
-"""The default runtime: the SavedModel's two signatures under TensorFlow."""
+"""The default runtime: the SavedModel's signatures under TensorFlow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from model.classes import IMAGE_SHAPE
 
 
 class SavedModelRuntime:
-    """`serving_default` and `feature_maps` of a SavedModel, checked against the contract."""
+    """`serving_default`, `feature_maps` and, where the export has it, `explain` of a
+    SavedModel, checked against the contract."""
 
     def __init__(self, path: Path) -> None:
         import tensorflow as tf  # imported here: nothing else in the app needs it
@@ -33,6 +34,16 @@ class SavedModelRuntime:
             raise ModelLoadError(f"{path} lacks the signature {exc}; found {sorted(loaded.signatures)}") from exc
         self._check_signature(self._serve)
         self._check_signature(self._features)
+        # Versions exported before the explain signature existed still serve the rest.
+        self._explain = loaded.signatures.get(contract.EXPLAIN_SIGNATURE)
+        self.explain_unavailable: str | None = None
+        if self._explain is None:
+            self.explain_unavailable = (
+                f"model version {path.name} was exported without the {contract.EXPLAIN_SIGNATURE!r} signature; "
+                "re-export it with `python -m training reexport <version folder>` or serve a version that has it"
+            )
+        else:
+            self._check_signature(self._explain)
         self.layer_shapes = {
             name: tuple(int(d) for d in spec.shape[1:])
             for name, spec in self._features.structured_outputs.items()
@@ -55,6 +66,11 @@ class SavedModelRuntime:
 
     def feature_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self._features(image=self._tf.constant(batch)).items()}
+
+    def explain(self, batch: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        assert self._explain is not None, "explain called on a version without the signature"
+        outputs = self._explain(image=self._tf.constant(batch), target_class=self._tf.constant(targets, self._tf.int32))
+        return {k: v.numpy() for k, v in outputs.items()}
 
     def prepare(self, sizes: Sequence[int]) -> None:
         """Nothing ahead: TensorFlow traces each new shape on its first call (warm-up)."""

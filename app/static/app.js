@@ -1,4 +1,5 @@
-// The page: upload an image, show the prediction and every layer's feature maps.
+// The page: upload an image, show the prediction, why the model chose it (and any
+// other class), and every layer's feature maps.
 // Plain JavaScript, no build step and no network beyond this service.
 "use strict";
 
@@ -106,10 +107,16 @@ async function classify(file) {
   if (!response.ok) {
     $("result").hidden = true;
     $("maps").hidden = true;
+    $("explain").hidden = true;
     showError(await errorMessage(response));
     return;
   }
-  render(await response.json());
+  const data = await response.json();
+  render(data);
+  // The overlay on the picture needs its pixels; a format the browser cannot show
+  // (TIFF) still gets the overlay on the 32x32 input.
+  await $("uploaded").decode().catch(() => {});
+  await explainBoth(file, data.prediction.top_k.map((t) => t.label));
 }
 
 function render(data) {
@@ -204,6 +211,118 @@ function zoom(layer, ch, source) {
   $("zoom").showModal();
 }
 
+// --- Why this class: Grad-CAM and saliency from POST /explain ---------------------
+// The colours mirror app/overlay.py, so the overlay drawn here on the uploaded picture
+// matches the one the service draws on the 32x32 input.
+const HEAT_ANCHORS = [[0, 0, 0, 130], [0.25, 0, 110, 255], [0.5, 0, 230, 200], [0.75, 255, 220, 0], [1, 220, 20, 0]];
+const ALPHA_MIN = 0.2, ALPHA_MAX = 0.7;
+const explained = { top: null, chosen: null };
+let explainFile = null;
+
+function heatColour(v) {
+  const t = Math.min(1, Math.max(0, v));
+  let i = 0;
+  while (i < HEAT_ANCHORS.length - 2 && t > HEAT_ANCHORS[i + 1][0]) i++;
+  const [a, b] = [HEAT_ANCHORS[i], HEAT_ANCHORS[i + 1]];
+  const f = (t - a[0]) / (b[0] - a[0]);
+  return [1, 2, 3].map((c) => Math.round(a[c] + f * (b[c] - a[c])));
+}
+
+function heatCanvas(values) {
+  // The 32x32 map as an image whose transparency follows the value, as the server's overlay.
+  const h = values.length, w = values[0].length;
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const img = new ImageData(w, h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const v = values[y][x];
+    const [r, g, b] = heatColour(v);
+    const i = (y * w + x) * 4;
+    img.data[i] = r; img.data[i + 1] = g; img.data[i + 2] = b;
+    img.data[i + 3] = Math.round(255 * (ALPHA_MIN + (ALPHA_MAX - ALPHA_MIN) * Math.min(1, Math.max(0, v))));
+  }
+  canvas.getContext("2d").putImageData(img, 0, 0);
+  return canvas;
+}
+
+function drawOnPicture(canvas, values) {
+  // The service centre-crops to a square before resizing (docs/api.md), so the map
+  // covers the picture's central square; smoothing stretches it like a photo.
+  const picture = $("uploaded");
+  const ctx = canvas.getContext("2d");
+  const side = Math.min(picture.naturalWidth, picture.naturalHeight);
+  const sx = (picture.naturalWidth - side) / 2, sy = (picture.naturalHeight - side) / 2;
+  ctx.imageSmoothingEnabled = true;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (side > 0) ctx.drawImage(picture, sx, sy, side, side, 0, 0, canvas.width, canvas.height);
+  ctx.drawImage(heatCanvas(values), 0, 0, canvas.width, canvas.height);
+}
+
+function mapLabel(name) {
+  return name === "saliency" ? "Saliency (input gradient)" : `Grad-CAM, layer ${name.replace(/^gradcam_/, "")}`;
+}
+
+function fillMapChoices(maps) {
+  const select = $("explain-map");
+  if (select.options.length === maps.length) return;
+  select.replaceChildren(...maps.map((m) => new Option(mapLabel(m.name), m.name)));
+  // The default: Grad-CAM of the last convolutional block (the map before saliency).
+  select.value = maps[maps.length - 2].name;
+}
+
+function renderExplanation(which) {
+  const data = explained[which];
+  const row = $(`explain-${which}`);
+  if (!data) return;
+  const map = data.maps.find((m) => m.name === $("explain-map").value) || data.maps[data.maps.length - 2];
+  row.querySelector("img").src = `data:image/png;base64,${map.overlay_png_base64}`;
+  row.querySelector("img").alt = `${mapLabel(map.name)} for ${data.target.label}, over the 32×32 input`;
+  const canvas = row.querySelector("canvas");
+  canvas.setAttribute("aria-label", `${mapLabel(map.name)} for ${data.target.label}, over your image`);
+  drawOnPicture(canvas, map.values);
+  row.dataset.label = data.target.label;
+  row.dataset.map = map.name;
+  const pct = (data.target.probability * 100).toFixed(1);
+  row.querySelector(".target").textContent = `${data.target.label} (${pct}%)`;
+}
+
+async function explain(which, cls) {
+  const form = new FormData();
+  form.append("file", explainFile, explainFile.name || "pasted-image");
+  // The same model and version as the prediction above it.
+  const query = "?format=json" + (cls === null ? "" : `&class=${encodeURIComponent(cls)}`) + modelQuery();
+  const response = await fetch(`/explain${query}`, { method: "POST", body: form, headers: headers() });
+  if (!response.ok) {
+    // A model exported without the explain signature still predicts: say why, keep the rest.
+    $("explain-note").textContent = await errorMessage(response);
+    $("explain-note").hidden = false;
+    $("explain-rows").hidden = true;
+    return;
+  }
+  explained[which] = await response.json();
+  fillMapChoices(explained[which].maps);
+  renderExplanation(which);
+}
+
+async function explainBoth(file, ranking) {
+  explainFile = file;
+  explained.top = explained.chosen = null;
+  $("explain-note").hidden = true;
+  $("explain-rows").hidden = false;
+  $("explain").hidden = false;
+  // The runner-up by default: what would the model look at for its second guess?
+  const select = $("explain-class");
+  if (!select.options.length) select.replaceChildren(...CLASSES.map((c) => new Option(c, c)));
+  select.value = ranking[1];
+  await Promise.all([explain("top", null), explain("chosen", select.value)]);
+}
+
+function setUpExplain() {
+  $("explain-class").addEventListener("change", () => explainFile && explain("chosen", $("explain-class").value));
+  $("explain-map").addEventListener("change", () => { renderExplanation("top"); renderExplanation("chosen"); });
+}
+
 function setUpInputs() {
   $("file-input").addEventListener("change", (e) => classify(e.target.files[0]));
   const zone = $("drop-zone");
@@ -243,6 +362,7 @@ function onChoice() {
 }
 
 setUpInputs();
+setUpExplain();
 loadModelInfo();
 keyInput.addEventListener("change", () => { models = []; loadModelInfo(); });
 $("model-select").addEventListener("change", () => { fillVersions(); onChoice(); });

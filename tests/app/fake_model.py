@@ -42,8 +42,9 @@ class FakeRuntime:
     """Deterministic, per image (a batch's other images never change a result), and
     different for different images."""
 
-    def __init__(self) -> None:
+    def __init__(self, explain: bool = True) -> None:
         self.layer_shapes: dict[str, tuple[int, ...]] = dict(LAYERS)
+        self.explain_unavailable = None if explain else "model version 1 was exported without the 'explain' signature"
         rng = np.random.default_rng(0)
         self._weights = rng.normal(size=(3 * 16, len(CLASS_NAMES))).astype(np.float32)
 
@@ -64,9 +65,26 @@ class FakeRuntime:
             maps[name] = pooled * np.linspace(0.5, 1.5, c, dtype=np.float32)
         return {**maps, contract.PROBABILITIES: self.predict(batch)}
 
+    def explain(self, batch: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """The contract's outputs: maps from the image's brightness, shifted per target
+        class, so tests can tell images and classes apart."""
+        probs = self.predict(batch)
+        used = np.where(targets < 0, probs.argmax(axis=1), targets).astype(np.int32)
+        gray = batch.astype(np.float32).mean(axis=3) / 255.0
+        out = {contract.PROBABILITIES: probs, contract.TARGET_CLASS: used}
+        for k, name in enumerate([*(contract.GRADCAM_PREFIX + n for n in LAYERS), contract.SALIENCY]):
+            shifted = np.roll(gray, shift=int(k), axis=2) * (1 + used[:, None, None]) / 10.0
+            out[name] = np.clip(shifted, 0, 1).astype(np.float32)
+        return out
+
     def prepare(self, sizes: Sequence[int]) -> None:
         pass
 
 
 def fake_loader(name: str, path: Path, layer_order: Sequence[str]) -> FakeRuntime:
     return FakeRuntime()
+
+
+def fake_loader_without_explain(name: str, path: Path, layer_order: Sequence[str]) -> FakeRuntime:
+    """A model exported before the explain signature existed."""
+    return FakeRuntime(explain=False)

@@ -82,3 +82,16 @@ async def test_front_without_model_process_fails_startup(tiny_model: Path, tmp_p
     with pytest.raises(OSError):
         async with serving(make_settings(tiny_model, engine_socket=tmp_path / "nothing.sock")):
             pass
+
+
+async def test_front_explains_through_the_model_process(tiny_model: Path, tmp_path: Path) -> None:
+    upload = {"file": ("a.png", IMAGES[0], "image/png")}
+    async with serving(make_settings(tiny_model)) as client:
+        local = await client.post("/explain", files=upload, params={"class": "cat"})
+    async with front(tiny_model, tmp_path) as client:
+        remote = await client.post("/explain", files=upload, params={"class": "cat"})
+    assert local.status_code == 200 and remote.status_code == 200, remote.text
+    assert remote.json()["target"]["class_id"] == 3
+    for a, b in zip(local.json()["maps"], remote.json()["maps"], strict=True):
+        assert a["name"] == b["name"]
+        np.testing.assert_allclose(a["values"], b["values"], atol=1e-4)

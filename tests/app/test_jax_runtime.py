@@ -19,7 +19,9 @@ from tests.conftest import ROOT, SHIPPED
 from tests.no_tensorflow import env_without_tensorflow
 
 ATOL = 1e-4
+EXPLAIN_ATOL = 1e-3  # maps are 0-1, each divided by its own maximum: a few float32 ulps of gradient
 MAX_BATCH = 16
+TARGETS = [-1, 3, -1, 9, 0]  # the top class, or a chosen one
 SCRIPT = f"""
 import json, sys
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 from app.classifier import Classifier
 
 model_dir, inputs, outputs = map(Path, sys.argv[1:4])
+TARGETS = {TARGETS}
 classifier = Classifier(model_dir, {MAX_BATCH}, "jax")
 classifier.warm()
 import keras
@@ -41,6 +44,9 @@ for n in (1, 3, len(images)):
     result[f"p{{n}}"] = np.stack(classifier.predict(images[:n]))
 for name, value in classifier.feature_maps(images[:5])[4].items():
     result[f"f_{{name}}"] = value
+explained = classifier.explain(list(zip(images[:5], TARGETS)))
+for name in explained[0]:
+    result[f"e_{{name}}"] = np.stack([e[name] for e in explained])
 np.savez(outputs, **result)
 print(json.dumps({{"compiled": sorted(map(list, classifier._runtime._compiled)),
                   "layers": [[layer.name, list(layer.shape)] for layer in classifier.info.layers]}}))
@@ -79,9 +85,14 @@ def test_jax_runtime_matches_the_savedmodel(model_dir, tiny_model: Path, tmp_pat
         np.testing.assert_allclose(got[f"p{n}"], np.stack(expected.predict(list(images[:n]))), atol=ATOL, rtol=0)
     for name, value in expected.feature_maps(list(images[:5]))[4].items():
         np.testing.assert_allclose(got[f"f_{name}"], value, atol=ATOL, rtol=0)
-    # Warm-up compiled both functions at every batch size the batcher can form.
+    # Explanations: jax.grad through per-layer sub-models against the SavedModel's graph.
+    explained = expected.explain(list(zip(images[:5], TARGETS, strict=True)))
+    assert sorted(k[2:] for k in got if k.startswith("e_")) == sorted(explained[0])
+    for name in explained[0]:
+        np.testing.assert_allclose(got[f"e_{name}"], np.stack([e[name] for e in explained]), atol=EXPLAIN_ATOL, rtol=0)
+    # Warm-up compiled every function at every batch size the batcher can form.
     assert report["compiled"] == sorted(
-        [kind, size] for kind in ("feature_maps", "predict") for size in bucket_sizes(MAX_BATCH)
+        [kind, size] for kind in ("explain", "feature_maps", "predict") for size in bucket_sizes(MAX_BATCH)
     )
 
 

@@ -80,6 +80,11 @@ def test_fronts_and_model_process_serve_drain_and_leave_nothing(tmp_path: Path, 
         assert r.status_code == 200
         correct = sum(p["label"] == cls for p, (cls, _, _) in zip(r.json()["predictions"], real_samples, strict=True))
         assert correct >= 45, f"only {correct}/50 correct"
+        # /explain goes through the model process's third batcher too (jax.grad there).
+        cls, name, data = real_samples[0]
+        r = httpx.post(f"{url}/explain", files={"file": (name, data, "image/jpeg")}, params={"class": cls}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["target"]["label"] == cls and len(r.json()["maps"]) == 5
         children = _children(proc.pid)
         assert len(children) >= 3  # the model process and two fronts
 

@@ -124,6 +124,46 @@ def test_upload_shows_prediction_and_feature_maps(server: str, browser, real_sam
     driver.find_element(By.CSS_SELECTOR, "#zoom button").click()
 
 
+def test_explanations_for_the_top_class_and_a_chosen_one(server: str, browser, real_samples, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    driver.get(server)
+    cls, name, data = real_samples[7]  # a real validation-sized CIFAR-10 image
+    image = tmp_path / name
+    image.write_bytes(data)
+    driver.find_element(By.ID, "file-input").send_keys(str(image))
+    wait(driver, lambda d: d.find_element(By.ID, "explain-chosen").get_attribute("data-label"))
+    top = driver.find_element(By.ID, "explain-top")
+    chosen = driver.find_element(By.ID, "explain-chosen")
+    api = httpx.post(f"{server}/predict", files={"file": (name, data, "image/jpeg")}, params={"top_k": 2}).json()
+    first, second = (t["label"] for t in api["predictions"][0]["top_k"])
+    assert top.get_attribute("data-label") == first and chosen.get_attribute("data-label") == second
+    assert top.get_attribute("data-map") == "gradcam_block3"
+    for row in (top, chosen):
+        assert row.find_element(By.TAG_NAME, "img").get_attribute("src").startswith("data:image/png;base64,")
+        # The canvas over the uploaded picture is drawn: its pixels are not all one colour.
+        spread = driver.execute_script(
+            "const d = arguments[0].getContext('2d').getImageData(0, 0, 256, 256).data;"
+            "let lo = 255, hi = 0; for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }"
+            "return hi - lo;",
+            row.find_element(By.TAG_NAME, "canvas"),
+        )
+        assert spread > 50
+    before = chosen.find_element(By.TAG_NAME, "img").get_attribute("src")
+    other = next(c for c in ("frog", "truck") if c not in (first, second))
+    Select(driver.find_element(By.ID, "explain-class")).select_by_value(other)
+    wait(driver, lambda d: d.find_element(By.ID, "explain-chosen").get_attribute("data-label") == other)
+    assert chosen.find_element(By.TAG_NAME, "img").get_attribute("src") != before
+    Select(driver.find_element(By.ID, "explain-map")).select_by_value("saliency")
+    assert top.get_attribute("data-map") == "saliency" and chosen.get_attribute("data-map") == "saliency"
+    Select(driver.find_element(By.ID, "explain-map")).select_by_value("gradcam_block3")
+    driver.execute_script("document.getElementById('explain').scrollIntoView()")
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "page-explain.png"))
+
+
 def test_sample_and_error_messages(server: str, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 

@@ -112,6 +112,40 @@ def test_feature_maps_and_tf_serving_on_real_image(server: str, real_samples) ->
     assert abs(probs[body["prediction"]["class_id"]] - max(probs)) < 1e-9
 
 
+def test_explain_on_the_shipped_model_as_the_readme_shows(server: str) -> None:
+    horse = (ROOT / "app/static/samples/horse.png").read_bytes()
+    r = httpx.post(f"{server}/explain", files={"file": ("horse.png", horse, "image/png")}, timeout=60)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["target"]["label"] == "horse" and body["target"]["requested"] is False
+    assert [m["name"] for m in body["maps"]] == [
+        "gradcam_stem",
+        "gradcam_block1",
+        "gradcam_block2",
+        "gradcam_block3",
+        "saliency",
+    ]
+    r = httpx.post(
+        f"{server}/explain",
+        files={"file": ("horse.png", horse, "image/png")},
+        params={"class": "deer", "format": "png"},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-target-label"] == "deer" and r.headers["x-map"] == "gradcam_block3"
+    # The TF Serving route's explain signature gives the same maps.
+    import base64
+
+    r2 = httpx.post(
+        f"{server}/v1/models/cifar10:predict",
+        json={"signature_name": "explain", "instances": [{"b64": base64.b64encode(horse).decode()}]},
+        timeout=60,
+    )
+    assert r2.status_code == 200
+    (row,) = r2.json()["predictions"]
+    np.testing.assert_allclose(row["gradcam_block3"], body["maps"][3]["values"], atol=1e-4)
+
+
 def test_sigterm_drains_accepted_requests(tmp_path: Path, real_samples) -> None:
     log = tmp_path / "drain.log"
     # A long batch window keeps the accepted requests queued when SIGTERM arrives.
