@@ -94,7 +94,7 @@ def run(version: Path, data: str, count: int = SANITY_IMAGES, report: bool = Tru
     import keras
     import tensorflow as tf
 
-    from model.architectures import build_model
+    from model.builders import build_model
     from training.config import TrainConfig
     from training.explain_signature import Explainer
     from training.reexport import validation_images

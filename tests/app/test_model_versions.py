@@ -93,7 +93,11 @@ async def test_config_file_serves_several_models(two_models: Path) -> None:
         assert r.status_code == 200
         assert r.json()["model"] == {"name": "cifar10", "version": "1"}
         body = {"instances": [np.zeros((32, 32, 3), int).tolist()]}
-        for path in ("/v1/models/cifar10-tutorial", "/v1/models/cifar10/versions/1", "/v1/models/cifar10/labels/canary"):
+        for path in (
+            "/v1/models/cifar10-tutorial",
+            "/v1/models/cifar10/versions/1",
+            "/v1/models/cifar10/labels/canary",
+        ):
             r = await c.post(f"{path}:predict", json=body)
             assert r.status_code == 200, (path, r.text)
             assert len(r.json()["predictions"][0]) == 10
