@@ -176,7 +176,7 @@ def test_overlay_colours_the_map_over_the_image() -> None:
 async def test_openapi_documents_the_route(client) -> None:
     spec = (await client.get("/openapi.json")).json()
     route = spec["paths"]["/explain"]["post"]
-    assert {p["name"] for p in route["parameters"]} == {"class", "format", "map", "scale", "top_k"}
+    assert {p["name"] for p in route["parameters"]} == {"class", "format", "map", "scale", "top_k", "model", "version"}
     body = route["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["file"] and body["additionalProperties"] is False
     assert {"400", "422", "429", "503"} <= set(route["responses"])

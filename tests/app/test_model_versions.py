@@ -294,3 +294,35 @@ def test_multi_process_mode_refuses_model_management(tmp_path: Path, overrides: 
     refuse_model_management(make_settings(tmp_path))  # one model, no poll: fine
     with pytest.raises(SystemExit, match="--workers 1"):
         refuse_model_management(make_settings(tmp_path, **overrides))
+
+
+def explain_from_version_2(name: str, path: Path, layer_order: Sequence[str]) -> FakeRuntime:
+    """Version 1 exported before the explain signature, version 2 after."""
+    return FakeRuntime(explain=path.name != "1")
+
+
+async def test_explain_and_its_signature_def_follow_the_version_named(two_models: Path) -> None:
+    settings = make_settings(two_models.parent / "unused", model_config_file=two_models)
+    image = png_bytes(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    pixels = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3)).tolist()
+    async with serving(settings, explain_from_version_2) as c:
+        for path, explains in (("versions/1", False), ("labels/canary", True), ("versions/2", True)):
+            r = await c.get(f"/v1/models/cifar10/{path}/metadata")
+            assert r.status_code == 200
+            assert (contract.EXPLAIN_SIGNATURE in r.json()["metadata"]["signature_def"]["signature_def"]) is explains
+            r = await c.post(
+                f"/v1/models/cifar10/{path}:predict",
+                json={"signature_name": contract.EXPLAIN_SIGNATURE, "instances": pixels},
+            )
+            if explains:
+                assert r.status_code == 200, r.text
+                assert contract.SALIENCY in r.json()["predictions"][0]
+            else:
+                assert_error(r, 400, "explain_unavailable")
+        r = await c.post("/explain?version=1", files={"file": ("a.png", image, "image/png")})
+        assert_error(r, 400, "explain_unavailable")
+        r = await c.post("/explain?model=cifar10&version=2", files={"file": ("a.png", image, "image/png")})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == {"name": "cifar10", "version": "2"}
+        r = await c.post("/explain?version=9", files={"file": ("a.png", image, "image/png")})
+        assert_error(r, 404, "not_found")

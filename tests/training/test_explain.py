@@ -20,7 +20,7 @@ def test_export_writes_the_signature_with_its_parity(tiny_model: Path) -> None:
     assert 0 <= card["export"]["explain_parity_max_abs_diff"] <= 1e-3
 
 
-@pytest.mark.parametrize("version", ["cifar10/6", "cifar10/4", "cifar10-seed/1"])
+@pytest.mark.parametrize("version", ["cifar10/6", "cifar10/4", "cifar10-tutorial/1"])
 def test_shipped_signature_matches_the_recomputation(version: str) -> None:
     import keras
     import tensorflow as tf
