@@ -67,7 +67,10 @@ class ExplainResponse(BaseModel):
 
 
 class TFServingResponse(BaseModel):
-    predictions: list[list[float]] = Field(description="one row of 10 class probabilities per instance")
+    predictions: list[list[float] | dict[str, int | list[float] | list[list[float]]]] = Field(
+        description="per instance: 10 class probabilities; with signature_name 'explain', the signature's "
+        "outputs by name (probabilities, target_class, gradcam_<layer> and saliency as 32x32 maps)"
+    )
 
 
 class TFServingClassifyResponse(BaseModel):
