@@ -128,7 +128,13 @@ class Model:
             return latest[0]
         found = self.versions.get(version)
         if found is None:
-            raise NotFound(f"model {self.name!r} has no version {version}")
+            # Often a version that is on disk but outside the version policy (TF Serving's
+            # default serves only the newest): say what is served and where that is set.
+            served = ", ".join(str(v.number) for v in self.available()) or "none"
+            raise NotFound(
+                f"model {self.name!r} does not serve version {version} (serving: {served}); "
+                "older versions are served by a model config file's version policy (docs/model-management.md)"
+            )
         return found
 
 

@@ -326,3 +326,4 @@ async def test_explain_and_its_signature_def_follow_the_version_named(two_models
         assert r.json()["model"] == {"name": "cifar10", "version": "2"}
         r = await c.post("/explain?version=9", files={"file": ("a.png", image, "image/png")})
         assert_error(r, 404, "not_found")
+        assert "does not serve version 9 (serving: 2, 1)" in r.json()["error"]["message"]
