@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -20,7 +21,7 @@ from fastapi import Depends, Request
 from app.batcher import BatchQueue
 from app.classifier import ModelInfo
 from app.errors import APIError, InvalidRequest, NotFound, NotReady, Unauthorized
-from app.registry import Host, Registry, Version
+from app.registry import Host, Registry
 from app.settings import Settings
 from app.state import Service
 
@@ -83,13 +84,20 @@ def requested(request: Request) -> tuple[str | None, int | None, str | None]:
     return query.get("model"), _number(query.get("version"), InvalidRequest, "the query's version"), None
 
 
-def _lease(request: Request) -> tuple[Registry, Version, Host, Executor]:
+@contextmanager
+def _leased(request: Request) -> Iterator[tuple[Host, Executor]]:
+    """The version the request names, and the decode pool, held for the request's whole
+    duration, so the version it started on is not unloaded under it (app.registry)."""
     service: Service = request.app.state.service
     if not service.ready or service.registry is None or service.decoder is None:
         raise NotReady("the service is not ready")
-    version = service.registry.acquire(*requested(request))
-    assert version.host is not None  # acquire hands out AVAILABLE versions only
-    return service.registry, version, version.host, service.decoder
+    registry = service.registry
+    version = registry.acquire(*requested(request))
+    try:
+        assert version.host is not None  # acquire hands out AVAILABLE versions only
+        yield version.host, service.decoder
+    finally:
+        registry.release(version)
 
 
 def _inference(request: Request, model: ModelInfo, batcher: BatchQueue[Any, R], decoder: Executor) -> Inference[R]:
@@ -98,33 +106,22 @@ def _inference(request: Request, model: ModelInfo, batcher: BatchQueue[Any, R], 
     return Inference(settings, model, batcher, decoder, deadline)
 
 
-# These hold the lease for the request's whole duration, so the version it started on
-# is not unloaded under it (app.registry).
 async def get_predict_inference(request: Request) -> AsyncIterator[Inference[np.ndarray]]:
-    registry, version, host, decoder = _lease(request)
-    try:
+    with _leased(request) as (host, decoder):
         yield _inference(request, host.info, host.predict_batcher, decoder)
-    finally:
-        registry.release(version)
 
 
 async def get_feature_inference(request: Request) -> AsyncIterator[Inference[dict[str, np.ndarray]]]:
-    registry, version, host, decoder = _lease(request)
-    try:
+    with _leased(request) as (host, decoder):
         yield _inference(request, host.info, host.feature_batcher, decoder)
-    finally:
-        registry.release(version)
 
 
 async def get_explain_inference(request: Request) -> AsyncIterator[Inference[dict[str, np.ndarray]]]:
     # The batcher's items are (image, target class) pairs; Inference names the result type.
-    registry, version, host, decoder = _lease(request)
-    try:
+    with _leased(request) as (host, decoder):
         if host.explain_batcher is None:
             raise NotReady("the explain batcher is not running")
         yield _inference(request, host.info, host.explain_batcher, decoder)
-    finally:
-        registry.release(version)
 
 
 @dataclass(frozen=True)
@@ -137,15 +134,12 @@ class SignatureInference:
 
 
 async def get_signature_inference(request: Request) -> AsyncIterator[SignatureInference]:
-    registry, version, host, decoder = _lease(request)
-    try:
+    with _leased(request) as (host, decoder):
         explain = host.explain_batcher
         yield SignatureInference(
             _inference(request, host.info, host.predict_batcher, decoder),
             None if explain is None else _inference(request, host.info, explain, decoder),
         )
-    finally:
-        registry.release(version)
 
 
 PredictDep = Annotated[Inference[np.ndarray], Depends(get_predict_inference)]
