@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import subprocess
@@ -33,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images, wait_ready
+from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images, wait_ready, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,18 +111,6 @@ def stall(url: str, pid: int, path: str, kwargs: dict[str, object]) -> tuple[int
         done.set()
         thread.join()
     return r.status_code, max(probes) * 1000, len(probes), rss_mb(pid, "VmHWM") - before
-
-
-def wrk(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
-    env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
 
 
 def statuses(url: str) -> dict[str, float]:

@@ -161,8 +161,9 @@ def multipart_bodies(images: list[bytes], folder: Path) -> list[Path]:
     return paths
 
 
-def load(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
-    """wrk (C, one thread) drives the load, so the generator costs the server little CPU."""
+def wrk(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
+    """wrk (C, one thread) drives the load, so the generator costs the server little CPU;
+    the script's JSON summary line, as printed."""
     env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
     out = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
@@ -171,7 +172,12 @@ def load(url: str, bodies: list[Path], script: Path, concurrency: int, duration:
         text=True,
         check=True,
     ).stdout
-    result = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+
+
+def load(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
+    """Requests/s that succeeded, latency percentiles and errors of one wrk run."""
+    result = wrk(url, bodies, script, concurrency, duration)
     ok = result["requests"] - result["errors"]
     return {
         "rps": ok / result["seconds"],
