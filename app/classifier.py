@@ -18,7 +18,16 @@ from model import contract
 from model.classes import CLASS_NAMES, IMAGE_SHAPE
 
 log = logging.getLogger("cifar10.model")
-__all__ = ["BUCKET_STEP", "Classifier", "ExplainItem", "LayerInfo", "ModelInfo", "ModelLoadError", "bucket_sizes"]
+__all__ = [
+    "BUCKET_STEP",
+    "Classifier",
+    "ExplainItem",
+    "LayerInfo",
+    "ModelInfo",
+    "ModelLoadError",
+    "bucket_sizes",
+    "split_rows",
+]
 
 # What the explain batcher queues: a uint8 [32, 32, 3] image and the class to explain
 # (contract.TOP_CLASS for its top class).
@@ -81,6 +90,11 @@ class ModelInfo:
 
 
 BUCKET_STEP = 8
+
+
+def split_rows(arrays: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
+    """The first `n` rows of a batch's named outputs, one dict per image (padding dropped)."""
+    return [{k: v[i] for k, v in arrays.items()} for i in range(n)]
 
 
 def bucket_sizes(max_batch_size: int, step: int = BUCKET_STEP) -> list[int]:
@@ -166,8 +180,7 @@ class Classifier:
     def feature_maps(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per image: every feature layer's [H, W, C] activations and `probabilities`."""
         batch, n = self._padded(images)
-        outputs = {k: v[:n] for k, v in self._runtime.feature_maps(batch).items()}
-        return [{k: v[i] for k, v in outputs.items()} for i in range(n)]
+        return split_rows(self._runtime.feature_maps(batch), n)
 
     def explain(self, items: list[ExplainItem]) -> list[dict[str, np.ndarray]]:
         """Per (image, target class) item, target contract.TOP_CLASS for the top class:
@@ -175,8 +188,7 @@ class Classifier:
         batch, n = self._padded([image for image, _ in items])
         targets = np.full(len(batch), contract.TOP_CLASS, dtype=np.int32)
         targets[:n] = [target for _, target in items]
-        outputs = {k: v[:n] for k, v in self._runtime.explain(batch, targets).items()}
-        return [{k: v[i] for k, v in outputs.items()} for i in range(n)]
+        return split_rows(self._runtime.explain(batch, targets), n)
 
     def warm(self) -> None:
         """Compile (jax) and run every function at every bucket size once, before serving."""

@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.classifier import ModelLoadError
+from app.classifier import ModelLoadError, split_rows
 from app.deps import require_api_key
 from app.errors import register_exception_handlers
 from app.images import quiet_pillow
@@ -38,7 +38,6 @@ from app.remote import (
     RemoteBatcher,
     RemoteExplainBatcher,
     RemoteHost,
-    split_features,
     split_probabilities,
 )
 from app.routes import explain, feature_maps, health, models, predict, tfserving
@@ -107,7 +106,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         host = RemoteHost(
             client.model,
             RemoteBatcher(client, "predict", split_probabilities),
-            RemoteBatcher(client, "features", split_features),
+            RemoteBatcher(client, "features", split_rows),
             RemoteExplainBatcher(client),
             client.close,
         )

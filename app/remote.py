@@ -21,7 +21,7 @@ import numpy as np
 
 from app import wire
 from app.batcher import BatcherClosed, QueueFull
-from app.classifier import ExplainItem, ModelInfo
+from app.classifier import ExplainItem, ModelInfo, split_rows
 
 R = TypeVar("R")
 
@@ -160,7 +160,7 @@ class RemoteExplainBatcher:
 
     async def submit(self, items: Sequence[ExplainItem]) -> list[dict[str, np.ndarray]]:
         arrays = await self._client.submit("explain", [image for image, _ in items], [t for _, t in items])
-        return split_features(arrays, len(items))
+        return split_rows(arrays, len(items))
 
     async def stop(self) -> None:
         await self._client.close()
@@ -168,10 +168,6 @@ class RemoteExplainBatcher:
 
 def split_probabilities(arrays: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
     return list(arrays["probabilities"][:n])
-
-
-def split_features(arrays: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
-    return [{k: v[i] for k, v in arrays.items()} for i in range(n)]
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from app.batcher import Batcher, BatcherClosed, QueueFull
-from app.classifier import LayerInfo, ModelInfo
+from app.classifier import LayerInfo, ModelInfo, split_rows
 from app.engine import Engine
 from app.model_host import ModelHost
-from app.remote import EngineClient, EngineFailed, RemoteBatcher, split_features, split_probabilities
+from app.remote import EngineClient, EngineFailed, RemoteBatcher, split_probabilities
 from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +97,7 @@ async def test_results_come_back_in_order_with_the_model_info(tmp_path: Path) ->
         predict = RemoteBatcher(client, "predict", split_probabilities)
         results = await predict.submit([image(3), image(1), image(2)])
         assert [float(r[0]) for r in results] == [3.0, 1.0, 2.0]
-        features = await RemoteBatcher(client, "features", split_features).submit([image(5)])
+        features = await RemoteBatcher(client, "features", split_rows).submit([image(5)])
         assert features[0]["stem"].shape == (2, 2, 1) and float(features[0]["stem"][0, 0, 0]) == 5.0
         await client.close()
 
