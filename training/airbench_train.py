@@ -25,48 +25,16 @@ import numpy as np
 
 from model.builders import build_model
 from model.layers import whitening_kernel
+from training.airbench_recipe import make_optimizer, peak_lr, steps_for
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset, stratified_split, whitening_sample
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
-from training.optimizer import ParamGroup, TorchSGD
 from training.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE
 from training.schedule import WarmupWarmdown
 from training.train import PARITY_BATCH, device_name, softmax, write_history
 
 WHITENING_IMAGES = 5000
 SUMMARY_FILE = "summary.json"
-
-
-def peak_lr(cfg: TrainConfig) -> float:
-    """airbench's learning rate (per 1,024 examples, decoupled from momentum) as
-    PyTorch's for a loss summed over the batch."""
-    return cfg.lr / _kilostep(cfg)
-
-
-def _kilostep(cfg: TrainConfig) -> float:
-    return 1024 * (1 + 1 / (1 - cfg.momentum))  # Nesterov's step gain, times 1,024 examples
-
-
-def make_optimizer(cfg: TrainConfig) -> TorchSGD:
-    """airbench's hyperparameters as PyTorch SGD values and parameter groups; the
-    schedule's learning rate reaches it per step (DeviceLoop)."""
-    lr = peak_lr(cfg)
-    decay = cfg.weight_decay * cfg.batch_size / _kilostep(cfg)  # decay per step at the peak rate: lr * wd
-    bias_lr = lr * cfg.bias_lr_scale
-    groups = [
-        # Batch-norm biases: bias_lr_scale times the rate, the same decay per step.
-        ParamGroup("bn_bias", r"_bn\d*/beta$", lr_scale=cfg.bias_lr_scale, weight_decay=decay / bias_lr),
-        ParamGroup("whiten_bias", r"stem_whiten/bias$", lr_scale=1.0, weight_decay=decay / lr),
-    ]
-    return TorchSGD(learning_rate=lr, momentum=cfg.momentum, nesterov=True, weight_decay=decay / lr, groups=groups)
-
-
-def steps_for(cfg: TrainConfig, train_images: int, max_steps: int | None) -> tuple[int, int]:
-    per_epoch = train_images // cfg.batch_size
-    if per_epoch < 1:
-        raise ValueError(f"{train_images} training images make no batch of {cfg.batch_size}")
-    total = int(np.ceil(per_epoch * cfg.epochs))
-    return per_epoch, min(total, max_steps) if max_steps else total
 
 
 def _fresh_weights(cfg: TrainConfig, seed: int) -> tuple[list[Any], list[Any]]:

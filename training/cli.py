@@ -111,6 +111,13 @@ def _is_airbench(args: argparse.Namespace) -> bool:
     return (args.arch or (preset.arch if preset else None)) == "airbench"
 
 
+def _on_device_loop(args: argparse.Namespace) -> bool:
+    """airbench trains in the JAX device loop (training.airbench_train), its GPU path,
+    unless KERAS_BACKEND names another backend: then in Keras's fit (training.train),
+    which on TensorFlow is the fast path on a CPU."""
+    return _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") == "jax"
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     from training.config import TrainConfig
 
@@ -146,10 +153,9 @@ def _check(args: argparse.Namespace) -> None:
     if args.command == "train":
         if args.seeds:
             parse_seeds(args.seeds)
-        if not _is_airbench(args) and (args.seeds or args.no_compile_run):
-            raise UsageError("--seeds and --no-compile-run apply to the airbench recipe only")
-        if _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") != "jax":
-            raise UsageError(f"the airbench recipe trains on JAX; KERAS_BACKEND is {os.environ['KERAS_BACKEND']!r}")
+        if not _on_device_loop(args) and (args.seeds or args.no_compile_run):
+            where = f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')}" if _is_airbench(args) else "other networks"
+            raise UsageError(f"--seeds and --no-compile-run apply to the airbench recipe on JAX only, not with {where}")
         prepare(args.out, force=args.force)
     elif args.command == "export":
         if args.out.exists():
@@ -179,7 +185,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.command == "train" and _is_airbench(args):
+    if args.command == "train" and _on_device_loop(args):
         # Its trainer is written for JAX; Keras reads the backend once, at import.
         os.environ.setdefault("KERAS_BACKEND", "jax")
         _train_airbench(args)

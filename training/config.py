@@ -19,7 +19,7 @@ class TrainConfig:
     arch: str = "fast"  # "tutorial" (the tutorial's network), "fast" (residual CNN) or "airbench" (airbench94's)
     widths: tuple[int, ...] = (64, 128, 128)  # fast and airbench: channels of the three blocks
     stem: str = "conv"  # fast only: "conv" (trained 3x3) or "whiten" (airbench's frozen 2x2 whitening)
-    data_format: str = "auto"  # fast only, training only: "auto" = channels_first under PyTorch
+    data_format: str = "auto"  # fast, airbench; training only: "auto" = channels_first under PyTorch
     bias_lr_scale: float = 1.0  # fast, airbench: batch-norm bias learning rate / base (1 = plain batch norm)
     dirac: bool = False  # fast only: block convs start as identities
     lookahead: bool = False  # average the weights as airbench does (training.lookahead)

@@ -24,7 +24,7 @@ import numpy as np
 
 from model.builders.airbench import tta_logits
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
-from training.lookahead import EVERY, decay_at
+from training.lookahead import decay_after
 from training.optimizer import TorchSGD
 
 EVAL_BATCH = 1000
@@ -197,9 +197,8 @@ def run_loop(
             state, loss = loop.step(state, xs, ys, np.int32(i), lrs[step])
             epoch_loss.append(loss)
             step += 1
-            if average is not None and (step % EVERY == 0 or step == total):
-                # airbench's last update uses decay 1: the network takes the average as it is.
-                decay = 1.0 if step == total and step % EVERY else decay_at(step, total)
+            decay = decay_after(step, total) if average is not None else None
+            if decay is not None:
                 n = len(state[0])
                 average, weights = loop.lookahead(average, state[0] + state[1], np.float32(decay))
                 state = (weights[:n], weights[n:], state[2])

@@ -21,6 +21,18 @@ def decay_at(step: int, total_steps: int) -> float:
     return MAX_DECAY * min(step / max(total_steps, 1), 1.0) ** 3
 
 
+def decay_after(step: int, total_steps: int, every: int = EVERY) -> float | None:
+    """The decay to average with after `step` (1-based) updates, or None for no average.
+
+    Every `every` steps, decay_at. After the last step, if that is not such a step,
+    decay 1: airbench's network then takes the average as it stands, and the few
+    updates since the last average are dropped.
+    """
+    if step % every == 0:
+        return decay_at(step, total_steps)
+    return 1.0 if step == total_steps else None
+
+
 class Lookahead(keras.callbacks.Callback):
     """Keras callback; survives `fit` being called once per epoch (it counts the
     optimiser's steps, not the callback's)."""
@@ -37,10 +49,10 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        if step % self.every and step != self.total_steps:
+        decay = decay_after(step, self.total_steps, self.every)
+        if decay is None:
             return
         assert self.average is not None
-        decay = decay_at(step, self.total_steps)
         current = self.model.get_weights()
         self.average = [
             a * decay + w * (1.0 - decay) if np.issubdtype(w.dtype, np.floating) else w

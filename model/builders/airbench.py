@@ -11,6 +11,10 @@ their first c_in filters set to the identity; the uncentred patch covariance for
 the whitening. The input is raw uint8, standardised inside the graph as in every
 exported model of this project. `tta_logits` is airbench's level-2 test-time
 augmentation, shared by the trainer, the parity check and the exported graph.
+
+`data_format="channels_first"` is for training under PyTorch's Keras backend, as in
+the fast network (model.builders.fast): the weights do not depend on it, and export
+builds the channels-last network.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from model.builders.fast import DATA_FORMATS
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
 from model.layers import PartialDirac, PatchWhitening, Standardise, torch_uniform
 
@@ -32,32 +37,46 @@ LOGIT_SCALE = 1.0 / 9.0
 TTA_LEVELS = (0, 1, 2)  # none, mirror, mirror + two one-pixel shifts
 
 
-def _conv(width: int, name: str) -> keras.layers.Conv2D:
+def _conv(width: int, name: str, data_format: str) -> keras.layers.Conv2D:
     return keras.layers.Conv2D(
-        width, 3, padding="same", use_bias=False, kernel_initializer=PartialDirac(torch_uniform=True), name=name
+        width,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=PartialDirac(torch_uniform=True),
+        data_format=data_format,
+        name=name,
     )
 
 
-def _batch_norm(name: str) -> keras.layers.BatchNormalization:
+def _batch_norm(name: str, data_format: str) -> keras.layers.BatchNormalization:
     # float32 whatever the global policy: airbench keeps its batch norms in float32
     # while the convs run in half precision.
     return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=True, scale=False, dtype="float32", name=name
+        axis=1 if data_format == "channels_first" else -1,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        center=True,
+        scale=False,
+        dtype="float32",
+        name=name,
     )
 
 
-def _group(x: keras.KerasTensor, width: int, name: str) -> keras.KerasTensor:
-    x = _conv(width, f"{name}_conv1")(x)
-    x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    x = _batch_norm(f"{name}_bn1")(x)
+def _group(x: keras.KerasTensor, width: int, name: str, data_format: str) -> keras.KerasTensor:
+    x = _conv(width, f"{name}_conv1", data_format)(x)
+    x = keras.layers.MaxPooling2D(2, data_format=data_format, name=f"{name}_pool")(x)
+    x = _batch_norm(f"{name}_bn1", data_format)(x)
     x = keras.layers.Activation("gelu", name=f"{name}_gelu1")(x)
-    x = _conv(width, f"{name}_conv2")(x)
-    x = _batch_norm(f"{name}_bn2")(x)
+    x = _conv(width, f"{name}_conv2", data_format)(x)
+    x = _batch_norm(f"{name}_bn2", data_format)(x)
     x = keras.layers.Activation("gelu", name=f"{name}_gelu2")(x)
     return keras.layers.Identity(name=name)(x)
 
 
-def build_airbench(widths: Sequence[int] = WIDTHS, float32_stem: bool = False) -> keras.Model:
+def build_airbench(
+    widths: Sequence[int] = WIDTHS, float32_stem: bool = False, data_format: str = "channels_last"
+) -> keras.Model:
     """Build the network; it maps uint8 NHWC images to float32 logits.
 
     The whitening kernel is a placeholder until `adapt` fits it to training images.
@@ -70,15 +89,19 @@ def build_airbench(widths: Sequence[int] = WIDTHS, float32_stem: bool = False) -
     """
     if len(widths) != 3 or min(widths) < 1:
         raise ValueError(f"airbench needs three positive widths, got {tuple(widths)}")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"unknown data_format {data_format!r}; choose one of {', '.join(DATA_FORMATS)}")
     inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
     stem_dtype = "float32" if float32_stem else None
     x = Standardise(dtype=stem_dtype, name="standardise")(inputs)
-    x = PatchWhitening(IMAGE_SHAPE[-1], centre=False, dtype=stem_dtype, name="stem_whiten")(x)
+    if data_format == "channels_first":
+        x = keras.layers.Permute((3, 1, 2), name="to_channels_first")(x)
+    x = PatchWhitening(IMAGE_SHAPE[-1], centre=False, data_format=data_format, dtype=stem_dtype, name="stem_whiten")(x)
     x = keras.layers.Activation("gelu", name="stem_gelu")(x)
     x = keras.layers.Identity(name="stem")(x)
     for i, width in enumerate(widths, start=1):
-        x = _group(x, width, f"block{i}")
-    x = keras.layers.GlobalMaxPooling2D(name="global_pool")(x)
+        x = _group(x, width, f"block{i}", data_format)
+    x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="global_pool")(x)
     x = keras.layers.Dense(NUM_CLASSES, use_bias=False, kernel_initializer=torch_uniform(), name="linear")(x)
     logits = keras.layers.Rescaling(LOGIT_SCALE, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="airbench")

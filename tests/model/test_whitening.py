@@ -3,6 +3,7 @@ fast network's weights carry over between tensor layouts (export relies on that)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,28 +68,36 @@ def test_adapt_fits_the_stem_from_uint8_images() -> None:
 
 
 _TRAIN_CHANNELS_FIRST = """
-import sys, numpy as np
-from model.builders import fast
-from model.builders import build_model
-out = sys.argv[1]
-model = build_model("fast", widths=(8, 8, 8), stem="whiten", data_format="channels_first")
+import json, sys, numpy as np
+from model.builders import adapt_model, build_model
+out, arch, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+model = build_model(arch, data_format="channels_first", **options)
 images = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-fast.adapt(model, images)
+adapt_model(arch, model, images)
 model.save_weights(out + "/w.weights.h5")
 np.savez(out + "/out.npz", images=images, logits=np.asarray(model(images)))
 """
 
 
-def test_weights_carry_from_channels_first_jax_to_channels_last_tensorflow(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("arch", "options"),
+    [("fast", {"widths": [8, 8, 8], "stem": "whiten"}), ("airbench", {"widths": [8, 8, 8]})],
+)
+def test_weights_carry_from_channels_first_jax_to_channels_last_tensorflow(tmp_path, arch, options) -> None:
     # The path a PyTorch- or JAX-trained model takes to export: channels-first weights
     # written under another backend, loaded into the channels-last network under this
     # one (TensorFlow's CPU kernels have no channels-first max-pool). Same function.
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    subprocess.run([sys.executable, "-c", _TRAIN_CHANNELS_FIRST, str(tmp_path)], env=env, check=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-c", _TRAIN_CHANNELS_FIRST, str(tmp_path), arch, json.dumps(options)],
+        env=env,
+        check=True,
+        cwd=ROOT,
+    )
     with np.load(tmp_path / "out.npz") as saved:
         images, logits = saved["images"], saved["logits"]
-    last = build_model("fast", widths=(8, 8, 8), stem="whiten")
+    last = build_model(arch, **options)
     last.load_weights(tmp_path / "w.weights.h5")
     np.testing.assert_allclose(np.asarray(last(images)), logits, rtol=1e-4, atol=1e-5)
 
@@ -96,5 +105,6 @@ def test_weights_carry_from_channels_first_jax_to_channels_last_tensorflow(tmp_p
 def test_unknown_stem_and_layout() -> None:
     with pytest.raises(ValueError, match="unknown stem"):
         build_model("fast", stem="patchify")
-    with pytest.raises(ValueError, match="unknown data_format"):
-        build_model("fast", data_format="nchw")
+    for arch in ("fast", "airbench"):
+        with pytest.raises(ValueError, match="unknown data_format"):
+            build_model(arch, data_format="nchw")

@@ -34,7 +34,7 @@ def test_schedule_is_airbenchs_factor_times_the_peak() -> None:
 
 
 def test_optimizer_values_follow_airbench() -> None:
-    from training.airbench_train import make_optimizer, peak_lr
+    from training.airbench_recipe import make_optimizer, peak_lr
 
     cfg = PRESETS["airbench94"]
     kilostep = 1024 * (1 + 1 / (1 - 0.85))

@@ -119,7 +119,22 @@ def test_seed_list_mistakes(tmp_path: Path) -> None:
     done = cli(tmp_path, "train", "--preset", "airbench-cpu", "--seeds", "a-b", "--out", str(tmp_path / "run"))
     assert_one_line_error(done, "--seeds")
     done = cli(tmp_path, "train", "--preset", "cpu88", "--seeds", "0-3", "--out", str(tmp_path / "run"))
-    assert_one_line_error(done, "airbench recipe only")
+    assert_one_line_error(done, "airbench recipe on JAX only")
+
+
+def test_seed_lists_need_the_jax_device_loop(tmp_path: Path) -> None:
+    # With another backend airbench trains through Keras's fit, one seed per run.
+    env = {"KERAS_BACKEND": "tensorflow"}
+    args = ["train", "--preset", "airbench-cpu", "--seeds", "0-3", "--out", str(tmp_path / "run")]
+    done = subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=ROOT,
+        env={**env_without_tensorflow(tmp_path / "no-tf"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(done, "KERAS_BACKEND=tensorflow")
 
 
 def test_every_config_field_is_a_flag_with_its_comment_as_help(tmp_path: Path) -> None:

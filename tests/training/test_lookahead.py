@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.lookahead import EVERY, MAX_DECAY, Lookahead, decay_at
+from training.lookahead import EVERY, MAX_DECAY, Lookahead, decay_after, decay_at
 
 
 def test_decay_schedule_grows_cubically_to_its_maximum() -> None:
@@ -13,6 +13,15 @@ def test_decay_schedule_grows_cubically_to_its_maximum() -> None:
     assert decay_at(50, 100) == pytest.approx(MAX_DECAY / 8)
     assert decay_at(100, 100) == pytest.approx(MAX_DECAY)
     assert decay_at(150, 100) == pytest.approx(MAX_DECAY)  # never past the end
+
+
+def test_averages_every_fifth_step_and_after_the_last() -> None:
+    assert [decay_after(step, 12) for step in range(1, 13) if decay_after(step, 12) is not None] == [
+        decay_at(5, 12),
+        decay_at(10, 12),
+        1.0,  # airbench: after the last step the network takes the average as it stands
+    ]
+    assert decay_after(10, 10) == decay_at(10, 10)  # a last step that is a fifth averages as usual
 
 
 class _FakeOptimizer:
