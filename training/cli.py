@@ -114,7 +114,7 @@ def _is_airbench(args: argparse.Namespace) -> bool:
 def _on_device_loop(args: argparse.Namespace) -> bool:
     """airbench trains in the JAX device loop (training.airbench_train), its GPU path,
     unless KERAS_BACKEND names another backend: then in Keras's fit (training.train),
-    which on TensorFlow is the fast path on a CPU."""
+    which with KERAS_BACKEND=torch is the fast path on a CPU (docs/gpu-training.md)."""
     return _is_airbench(args) and os.environ.get("KERAS_BACKEND", "jax") == "jax"
 
 
