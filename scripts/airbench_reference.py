@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.config import DEFAULT_DATA  # noqa: E402
+from training.config import DEFAULT_DATA, TrainConfig  # noqa: E402
 from training.data import load_dataset, stratified_split  # noqa: E402
 
 SHUFFLE_SEED = 12345  # the training images' order in the run docs/gpu-training.md records
@@ -94,7 +94,7 @@ def patched(source: str) -> str:
 
 def write_split(data: str, split_seed: int, path: Path) -> None:
     dataset = load_dataset(data)
-    train_idx, val_idx = stratified_split(dataset.labels, 5000, split_seed)
+    train_idx, val_idx = stratified_split(dataset.labels, TrainConfig().val_size, split_seed)
     order = np.random.default_rng(SHUFFLE_SEED).permutation(len(train_idx))
     np.savez(
         path,

@@ -31,9 +31,8 @@ from training.data import Dataset, load_dataset, stratified_split, whitening_sam
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
 from training.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE
 from training.schedule import WarmupWarmdown
-from training.train import PARITY_BATCH, device_name, softmax, write_history
+from training.train import PARITY_BATCH, WHITENING_IMAGES, device_name, softmax, write_history
 
-WHITENING_IMAGES = 5000
 SUMMARY_FILE = "summary.json"
 
 

@@ -239,9 +239,9 @@ def _fit(
     verbose = 1 if sys.stdout.isatty() else 2
     callbacks = [Lookahead(steps.total)] if cfg.lookahead else []
     train_seconds = 0.0
-    # airbench's loss is summed over a batch; the history records it per image (for
+    # A loss summed over a batch (airbench's) is recorded per image in the history (for
     # validation, exactly so when every batch is full, as with 5,000 images).
-    summed = cfg.arch == "airbench"
+    summed = model.loss.reduction == "sum"
     epochs = steps.epochs
     for epoch in range(epochs):
         started = time.perf_counter()

@@ -16,8 +16,8 @@ from training.config import PRESET_SUMMARIES, PRESETS, TrainConfig
 from training.run_folder import FINISHED, RunFolderError, prepare
 
 
-def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = env_without_tensorflow(tmp_path / "no-tf", XDG_CACHE_HOME=str(tmp_path / "cache"))
+def cli(tmp_path: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = env_without_tensorflow(tmp_path / "no-tf", XDG_CACHE_HOME=str(tmp_path / "cache"), **extra_env)
     return subprocess.run(
         [sys.executable, "-m", "training", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -124,16 +124,8 @@ def test_seed_list_mistakes(tmp_path: Path) -> None:
 
 def test_seed_lists_need_the_jax_device_loop(tmp_path: Path) -> None:
     # With another backend airbench trains through Keras's fit, one seed per run.
-    env = {"KERAS_BACKEND": "tensorflow"}
     args = ["train", "--preset", "airbench-cpu", "--seeds", "0-3", "--out", str(tmp_path / "run")]
-    done = subprocess.run(
-        [sys.executable, "-m", "training", *args],
-        cwd=ROOT,
-        env={**env_without_tensorflow(tmp_path / "no-tf"), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli(tmp_path, *args, KERAS_BACKEND="tensorflow")
     assert_one_line_error(done, "KERAS_BACKEND=tensorflow")
 
 
