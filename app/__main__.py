@@ -2,7 +2,7 @@
 
 With one worker (the default), one process parses, decodes, batches and runs the
 model. With `--workers N` (or CIFAR10_WORKERS) above 1, N front processes handle
-HTTP and feed one model process, which holds the only batch queue (app.supervisor).
+HTTP and feed one model process, which holds the only batch queues (app.multiprocess).
 CIFAR10_HOST and CIFAR10_PORT set the defaults of --host and --port (the container
 image listens on 0.0.0.0:8000; replicas sharing the host's network each take their
 own port).
@@ -15,8 +15,8 @@ import os
 
 import uvicorn
 
-from app.http import HttpLimits, LimitedHttpToolsProtocol
 from app.settings import Settings
+from app.web.http_limits import HttpLimits, LimitedHttpToolsProtocol
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     settings = Settings()
     workers = args.workers if args.workers is not None else settings.workers
     if workers > 1:
-        from app.supervisor import refuse_model_management, serve
+        from app.multiprocess.supervisor import refuse_model_management, serve
 
         refuse_model_management(settings)
 
@@ -48,11 +48,11 @@ def main() -> None:
             args.port,
             workers,
             args.graceful_timeout,
-            http="app.http:LimitedHttpToolsProtocol",
+            http="app.web.http_limits:LimitedHttpToolsProtocol",
             loop=args.loop,
         )
         return
-    # Header limits and head/body deadlines: uvicorn's protocol with our checks (app/http.py).
+    # Header limits and head/body deadlines: uvicorn's protocol with our checks (app/web/http_limits.py).
     protocol = LimitedHttpToolsProtocol.configured(HttpLimits.from_settings(settings))
     uvicorn.run(
         "app.main:create_app",

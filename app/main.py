@@ -1,12 +1,12 @@
 """The app factory: `create_app(settings) -> FastAPI`. Run it with
 `uvicorn --factory app.main:create_app`; settings then come from CIFAR10_* variables.
 
-The lifespan owns the resources: it loads every served model's versions (app.registry:
-each warmed at every batch size it will run, with batchers of its own), starts the
-poll that swaps versions in and out (app.poller), and on shutdown drains them all
-before stopping. In a front process of the multi-process design (CIFAR10_ENGINE_SOCKET
-set, see app.supervisor) it connects to the model process instead, and loads no
-framework.
+The lifespan owns the resources: it loads every served model's versions
+(app.serving.registry: each warmed at every batch size it will run, with batchers of its
+own), starts the poll that swaps versions in and out (app.serving.poller), and on
+shutdown drains them all before stopping. In a front process of the multi-process design
+(CIFAR10_MODEL_PROCESS_SOCKET set, see app.multiprocess.supervisor) it connects to the
+model process instead, and loads no framework.
 """
 
 from __future__ import annotations
@@ -17,34 +17,31 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.classifier import ModelLoadError, split_rows
-from app.deps import require_api_key
-from app.errors import register_exception_handlers
-from app.images import quiet_pillow
+from app.imaging.decode import quiet_pillow
 from app.metrics import Metrics
-from app.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
-from app.model_config import ModelConfigError, ModelSpec, model_specs
-from app.model_host import start_model
-from app.poller import Poller
-from app.registry import Host, HostLoader, Registry
-from app.remote import (
-    EngineClient,
-    RemoteBatcher,
-    RemoteExplainBatcher,
-    RemoteHost,
-    split_probabilities,
-)
-from app.routes import explain, feature_maps, health, models, predict, tfserving
-from app.routes.api_docs import add_api_docs
-from app.runtimes import RuntimeLoader, load_runtime
+from app.multiprocess.front import FrontHost, ModelProcessClient
+from app.serving.admission import Admission
+from app.serving.host import Host, start_model
+from app.serving.model_config import ModelConfigError, ModelSpec, model_specs
+from app.serving.operations import Operation
+from app.serving.poller import Poller
+from app.serving.registry import HostLoader, Registry
+from app.serving.runtimes import ModelLoadError, RuntimeLoader, load_runtime
 from app.settings import Settings
-from app.state import Service
+from app.web.dependencies import INFERENCE_DEPENDENCIES, require_api_key
+from app.web.error_handlers import register_exception_handlers
+from app.web.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
+from app.web.policy import inference_routes
+from app.web.routes import explain, feature_maps, health, models, predict, tfserving
+from app.web.routes.api_docs import add_api_docs
+from app.web.state import Service
 from model.contract import ModelDirError
 
 log = logging.getLogger("cifar10")
@@ -99,28 +96,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     service: Service = app.state.service
     polling: asyncio.Task[None] | None = None
-    if settings.engine_socket is not None:
-        # A front process: the model and its batch queue live in the model process.
-        client = await EngineClient.connect(settings.engine_socket)
-        assert client.model is not None
-        host = RemoteHost(
-            client.model,
-            RemoteBatcher(client, "predict", split_probabilities),
-            RemoteBatcher(client, "features", split_rows),
-            RemoteExplainBatcher(client),
-            client.close,
-        )
-        registry = Registry.single(host, service.metrics)
+    if settings.model_process_socket is not None:
+        # A front process: the model and its batch queues live in the model process.
+        client = await ModelProcessClient.connect(settings.model_process_socket)
+        registry = Registry.single(FrontHost.of(client), service.metrics)
         service.registry = registry
-        service.metrics.track_queue_depth("predict", lambda: client.in_flight)
     else:
         poller = await _start_registry(settings, service, app.state.runtime_loader)
         registry = poller.registry
-        service.metrics.track_queue_depth("predict", lambda: registry.queue_depth("predict"))
-        service.metrics.track_queue_depth("feature_maps", lambda: registry.queue_depth("feature_maps"))
-        service.metrics.track_queue_depth("explain", lambda: registry.queue_depth("explain"))
         if settings.model_poll_s > 0:
             polling = asyncio.create_task(poller.run(settings.model_poll_s), name="model-poll")
+    for operation in Operation:
+        service.metrics.track_queue_depth(operation, partial(registry.queue_depth, operation))
     # Decoding and JSON parsing run here, never on the event loop (Pillow releases the
     # GIL while decoding); the pool's size bounds the memory of images decoded at once.
     decoder = ThreadPoolExecutor(
@@ -151,24 +138,21 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
         version="0.1.0",
         description="Class probabilities and feature maps for CIFAR-10 images, with server-side dynamic batching.",
         lifespan=_lifespan,
-        docs_url=None,  # /docs and /redoc come from local assets (app/routes/api_docs.py)
+        docs_url=None,  # /docs and /redoc come from local assets (app/web/routes/api_docs.py)
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime_loader = runtime_loader
-    app.state.service = Service(metrics=Metrics())
+    app.state.service = Service(Metrics(), Admission(settings.max_concurrent_requests, settings.retry_after_s))
     register_exception_handlers(app)
     # Without keys, no auth dependency at all: each one is solved on every request.
     auth = [Depends(require_api_key)] if settings.api_keys else []
     # The hot routes first: FastAPI matches routes in order, and matching is a
     # measurable share of a request's cost on the event loop.
-    app.include_router(predict.router, dependencies=auth)
-    app.include_router(feature_maps.router, dependencies=auth)
-    app.include_router(explain.router, dependencies=auth)
-    app.include_router(tfserving.router, dependencies=auth)
-    app.include_router(models.router, dependencies=auth)
+    keyed = [predict.router, feature_maps.router, explain.router, tfserving.router, models.router]
+    for router in [*keyed, health.metrics_router]:
+        app.include_router(router, dependencies=auth)
     app.include_router(health.router)
-    app.include_router(health.metrics_router, dependencies=auth)
     add_api_docs(app)
     # The page needs no key to load: it asks for one and sends it with each API call.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -180,7 +164,11 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     # Added last = outermost: ids and metrics cover even requests the limit rejects.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
     app.add_middleware(
-        AdmissionMiddleware, limit=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s
+        AdmissionMiddleware,
+        admission=app.state.service.admission,
+        # The routers' own routes: FastAPI includes routers lazily, and matches (and sets
+        # scope["route"] to) these originals; none of them is mounted under a prefix.
+        routes=inference_routes((r for router in keyed for r in router.routes), INFERENCE_DEPENDENCIES),
     )
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.service.metrics)
     return app

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         le=64,
         description="HTTP front processes; above 1, one more process holds the model and its batch queue",
     )
-    engine_socket: Path | None = Field(
+    model_process_socket: Path | None = Field(
         None, description="set by cifar10-serve for its front processes: the model process's Unix socket"
     )
     warmup: bool = Field(True, description="run the model at every batch size before turning ready")

@@ -175,7 +175,7 @@ def raw_model(runtime: str, batch: int, duration_s: float, model_dir: Path) -> d
     """The model alone at one batch size, in this process: the serving ceiling."""
     import numpy as np
 
-    from app.classifier import Classifier
+    from app.serving.classifier import Classifier
 
     classifier = Classifier(model_dir, batch, runtime)  # type: ignore[arg-type]
     model = classifier._runtime

@@ -193,7 +193,7 @@ def raw_ceiling(model_dir: str, images: list[bytes], seconds: float) -> float:
     import tensorflow as tf
 
     sys.path.insert(0, str(ROOT))
-    from app.images import decode_image
+    from app.imaging.decode import decode_image
     from model import contract
 
     path = contract.latest_version_dir(Path(model_dir))

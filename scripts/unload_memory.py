@@ -32,7 +32,7 @@ def rss_mb() -> float:
 
 def run(mode: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from app.classifier import Classifier
+    from app.serving.classifier import Classifier
 
     trim = ctypes.CDLL("libc.so.6").malloc_trim
     after = []

@@ -14,7 +14,7 @@ from tests.deploy.conftest import dockerfile_instructions
 
 PREFIX = Settings.model_config["env_prefix"]
 # Set by the supervisor for its own front processes, never by a user.
-INTERNAL = {f"{PREFIX}ENGINE_SOCKET"}
+INTERNAL = {f"{PREFIX}MODEL_PROCESS_SOCKET"}
 
 
 def settings_fields() -> dict[str, str]:

@@ -111,7 +111,7 @@ def test_settings_take_the_runtime_and_workers(monkeypatch) -> None:
     monkeypatch.setenv("CIFAR10_RUNTIME", "jax")
     monkeypatch.setenv("CIFAR10_WORKERS", "4")
     settings = Settings()
-    assert (settings.runtime, settings.workers, settings.engine_socket) == ("jax", 4, None)
+    assert (settings.runtime, settings.workers, settings.model_process_socket) == ("jax", 4, None)
     assert Settings(_env_file=None).runtime == "jax"
     monkeypatch.setenv("CIFAR10_RUNTIME", "")  # the CPU image's: its RUNTIME build argument is empty
     assert Settings(_env_file=None).runtime == "tensorflow"

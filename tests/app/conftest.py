@@ -13,7 +13,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from app.runtimes import RuntimeLoader, load_runtime
+from app.serving.runtimes import RuntimeLoader, load_runtime
 from app.settings import Settings
 from tests.app.fake_model import write_fake_model
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.serving.operations import Operation
 from model import contract
 from model.classes import CLASS_NAMES
 
@@ -44,7 +45,9 @@ class FakeRuntime:
 
     def __init__(self, explain: bool = True) -> None:
         self.layer_shapes: dict[str, tuple[int, ...]] = dict(LAYERS)
-        self.explain_unavailable = None if explain else "model version 1 was exported without the 'explain' signature"
+        self.unavailable: dict[Operation, str] = (
+            {} if explain else {Operation.EXPLAIN: "model version 1 was exported without the 'explain' signature"}
+        )
         rng = np.random.default_rng(0)
         self._weights = rng.normal(size=(3 * 16, len(CLASS_NAMES))).astype(np.float32)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.schemas import FeatureMapsResponse, PredictResponse, TFServingResponse
+from app.web.schemas import FeatureMapsResponse, PredictResponse, TFServingResponse
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import fake_loader
 from tests.conftest import png_bytes

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.batcher import Batcher, BatcherClosed, BatchSizeMismatch, QueueFull
+from app.serving.batcher import Batcher, BatcherClosed, BatchSizeMismatch, QueueFull
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.classifier import bucket_sizes
+from app.serving.classifier import bucket_sizes
 
 
 def test_bucket_sizes_bound_the_padding() -> None:

@@ -1,6 +1,7 @@
 """The multi-process design's model process and its clients, in one event loop: a real
-Engine on a Unix socket with fake predict functions gated by events, and EngineClients
-as the front processes use them. The batcher's guarantees must hold across the socket."""
+ModelProcess on a Unix socket with fake predict functions gated by events, and
+ModelProcessClients as the front processes use them. The batcher's guarantees must hold
+across the socket."""
 
 from __future__ import annotations
 
@@ -16,15 +17,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.batcher import Batcher, BatcherClosed, QueueFull
-from app.classifier import LayerInfo, ModelInfo, split_rows
-from app.engine import Engine
-from app.model_host import ModelHost
-from app.remote import EngineClient, EngineFailed, RemoteBatcher, split_probabilities
+from app.multiprocess.front import FrontHost, ModelProcessClient
+from app.multiprocess.model_process import ModelProcess
+from app.multiprocess.wire import ModelProcessFailed
+from app.serving.batcher import Batcher, BatcherClosed, QueueFull
+from app.serving.host import ModelHost
+from app.serving.model_info import LayerInfo, ModelInfo
+from app.serving.operations import Operation
 from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
-INFO = ModelInfo("fake", "3", [f"c{i}" for i in range(10)], [LayerInfo("stem", (2, 2, 1))], {"architecture": "fake"})
+INFO = ModelInfo(
+    "fake",
+    "3",
+    [f"c{i}" for i in range(10)],
+    [LayerInfo("stem", (2, 2, 1))],
+    {"architecture": "fake"},
+    {Operation.EXPLAIN: "no explain here"},
+)
+PREDICT, FEATURE_MAPS = Operation.PREDICT, Operation.FEATURE_MAPS
 
 
 class FakeModel:
@@ -61,19 +72,18 @@ def image(value: int) -> np.ndarray:
 @asynccontextmanager
 async def engine_on(
     tmp_path: Path, model: FakeModel, max_batch_size: int = 8, max_queue: int = 64
-) -> AsyncIterator[tuple[Engine, Path]]:
+) -> AsyncIterator[tuple[ModelProcess, Path]]:
     executor = ThreadPoolExecutor(max_workers=1)
     options: dict[str, Any] = {"max_batch_size": max_batch_size, "max_wait_s": 0.02, "max_queue": max_queue}
-    host = ModelHost(
-        SimpleNamespace(info=INFO),
-        executor,
-        Batcher(model.predict, executor, **options),  # type: ignore[arg-type]
-        Batcher(model.feature_maps, executor, **options),
-    )
-    host.predict_batcher.start()
-    host.feature_batcher.start()
-    engine = Engine(host, Settings(model_dir=tmp_path))
-    path = tmp_path / "engine.sock"
+    batchers: dict[Operation, Batcher[Any, Any]] = {
+        PREDICT: Batcher(model.predict, executor, **options),
+        FEATURE_MAPS: Batcher(model.feature_maps, executor, **options),
+    }
+    host = ModelHost(SimpleNamespace(info=INFO), executor, batchers)  # type: ignore[arg-type]
+    for batcher in batchers.values():
+        batcher.start()
+    engine = ModelProcess(host, Settings(model_dir=tmp_path))
+    path = tmp_path / "model.sock"
     await engine.listen(path)
     try:
         yield engine, path
@@ -92,12 +102,12 @@ async def until(condition: Any) -> None:
 
 async def test_results_come_back_in_order_with_the_model_info(tmp_path: Path) -> None:
     async with engine_on(tmp_path, FakeModel()) as (_, path):
-        client = await EngineClient.connect(path)
+        client = await ModelProcessClient.connect(path)
         assert client.model == INFO
-        predict = RemoteBatcher(client, "predict", split_probabilities)
-        results = await predict.submit([image(3), image(1), image(2)])
+        front = FrontHost.of(client)
+        results = await front.batchers[PREDICT].submit([image(3), image(1), image(2)])
         assert [float(r[0]) for r in results] == [3.0, 1.0, 2.0]
-        features = await RemoteBatcher(client, "features", split_rows).submit([image(5)])
+        features = await front.batchers[FEATURE_MAPS].submit([image(5)])
         assert features[0]["stem"].shape == (2, 2, 1) and float(features[0]["stem"][0, 0, 0]) == 5.0
         await client.close()
 
@@ -105,11 +115,11 @@ async def test_results_come_back_in_order_with_the_model_info(tmp_path: Path) ->
 async def test_batches_form_across_front_processes(tmp_path: Path) -> None:
     model = FakeModel(gated=True)
     async with engine_on(tmp_path, model) as (_, path):
-        fronts = [await EngineClient.connect(path) for _ in range(3)]
-        first = asyncio.create_task(fronts[0].submit("predict", [image(0)]))
+        fronts = [await ModelProcessClient.connect(path) for _ in range(3)]
+        first = asyncio.create_task(fronts[0].submit(PREDICT, [image(0)]))
         await asyncio.to_thread(model.entered.wait, 5)  # batch [0] runs; the next ones queue up
-        rest = [asyncio.create_task(f.submit("predict", [image(i + 1)])) for i, f in enumerate(fronts)]
-        await until(lambda: all(f.in_flight for f in fronts) and len(model.batches) == 1)
+        rest = [asyncio.create_task(f.submit(PREDICT, [image(i + 1)])) for i, f in enumerate(fronts)]
+        await until(lambda: all(f.in_flight[PREDICT] for f in fronts) and len(model.batches) == 1)
         await asyncio.sleep(0.05)
         model.release.set()
         await asyncio.gather(first, *rest)
@@ -119,31 +129,31 @@ async def test_batches_form_across_front_processes(tmp_path: Path) -> None:
             await f.close()
 
 
-async def test_full_queue_is_queue_full_and_failed_batch_is_engine_failed(tmp_path: Path) -> None:
+async def test_full_queue_is_queue_full_and_failed_batch_is_model_process_failed(tmp_path: Path) -> None:
     async with engine_on(tmp_path, FakeModel(), max_queue=2) as (_, path):
-        client = await EngineClient.connect(path)
+        client = await ModelProcessClient.connect(path)
         with pytest.raises(QueueFull):
-            await client.submit("predict", [image(1), image(2), image(3)])
-        assert len((await client.submit("predict", [image(1), image(2)]))["probabilities"]) == 2
+            await client.submit(PREDICT, [image(1), image(2), image(3)])
+        assert len(await client.submit(PREDICT, [image(1), image(2)])) == 2
         await client.close()
     async with engine_on(tmp_path, FakeModel(fail=True)) as (_, path):
-        client = await EngineClient.connect(path)
-        with pytest.raises(EngineFailed):
-            await client.submit("predict", [image(1)])
+        client = await ModelProcessClient.connect(path)
+        with pytest.raises(ModelProcessFailed):
+            await client.submit(PREDICT, [image(1)])
         await client.close()
 
 
 async def test_cancelled_request_items_are_dropped_in_the_model_process(tmp_path: Path) -> None:
     model = FakeModel(gated=True)
     async with engine_on(tmp_path, model) as (_, path):
-        client = await EngineClient.connect(path)
-        first = asyncio.create_task(client.submit("predict", [image(1)]))
+        client = await ModelProcessClient.connect(path)
+        first = asyncio.create_task(client.submit(PREDICT, [image(1)]))
         await asyncio.to_thread(model.entered.wait, 5)
-        leaving = asyncio.create_task(client.submit("predict", [image(2), image(3)]))
-        await until(lambda: client.in_flight == 2)
+        leaving = asyncio.create_task(client.submit(PREDICT, [image(2), image(3)]))
+        await until(lambda: client.in_flight[PREDICT] == 2)
         with pytest.raises(TimeoutError):  # the handler's deadline: 504, and a cancel goes out
             await asyncio.wait_for(leaving, 0.05)
-        staying = asyncio.create_task(client.submit("predict", [image(4)]))
+        staying = asyncio.create_task(client.submit(PREDICT, [image(4)]))
         await asyncio.sleep(0.1)  # the cancel reaches the model process before the batch starts
         model.release.set()
         await asyncio.gather(first, staying)
@@ -154,16 +164,16 @@ async def test_cancelled_request_items_are_dropped_in_the_model_process(tmp_path
 async def test_a_departed_front_has_its_items_dropped(tmp_path: Path) -> None:
     model = FakeModel(gated=True)
     async with engine_on(tmp_path, model) as (_, path):
-        stays, leaves = await EngineClient.connect(path), await EngineClient.connect(path)
-        first = asyncio.create_task(stays.submit("predict", [image(1)]))
+        stays, leaves = await ModelProcessClient.connect(path), await ModelProcessClient.connect(path)
+        first = asyncio.create_task(stays.submit(PREDICT, [image(1)]))
         await asyncio.to_thread(model.entered.wait, 5)
-        orphan = asyncio.create_task(leaves.submit("predict", [image(2)]))
-        await until(lambda: leaves.in_flight == 1)
+        orphan = asyncio.create_task(leaves.submit(PREDICT, [image(2)]))
+        await until(lambda: leaves.in_flight[PREDICT] == 1)
         await asyncio.sleep(0.05)
         leaves._writer.close()  # the front process died: its connection closes
         with pytest.raises(BatcherClosed):
             await orphan
-        later = asyncio.create_task(stays.submit("predict", [image(3)]))
+        later = asyncio.create_task(stays.submit(PREDICT, [image(3)]))
         await asyncio.sleep(0.1)
         model.release.set()
         await asyncio.gather(first, later)
@@ -174,16 +184,16 @@ async def test_a_departed_front_has_its_items_dropped(tmp_path: Path) -> None:
 async def test_draining_finishes_accepted_work_then_refuses(tmp_path: Path) -> None:
     model = FakeModel(gated=True)
     async with engine_on(tmp_path, model) as (engine, path):
-        client = await EngineClient.connect(path)
-        accepted = asyncio.create_task(client.submit("predict", [image(7)]))
+        client = await ModelProcessClient.connect(path)
+        accepted = asyncio.create_task(client.submit(PREDICT, [image(7)]))
         await asyncio.to_thread(model.entered.wait, 5)
         stopping = asyncio.create_task(engine.stop(fronts_timeout_s=0))
-        await until(lambda: not engine.host.predict_batcher.running)
+        await until(lambda: not engine.host.batchers[PREDICT].running)
         with pytest.raises(BatcherClosed):  # 503 while draining
-            await client.submit("predict", [image(8)])
+            await client.submit(PREDICT, [image(8)])
         model.release.set()
-        assert float((await accepted)["probabilities"][0, 0]) == 7.0  # accepted work completes
+        assert float((await accepted)[0][0]) == 7.0  # accepted work completes
         await stopping
         with pytest.raises(BatcherClosed):  # the model process went away
-            await client.submit("predict", [image(9)])
+            await client.submit(PREDICT, [image(9)])
         await client.close()

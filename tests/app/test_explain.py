@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.overlay import COLORMAP, colorize, overlay
-from app.schemas import ExplainResponse
+from app.imaging.overlay import COLORMAP, colorize, overlay
+from app.web.schemas import ExplainResponse
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import LAYERS, fake_loader, fake_loader_without_explain
 from tests.conftest import png_bytes

@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client import generate_latest
 
-from app import uploads
 from app.main import create_app
+from app.web import uploads
+from app.web.middleware import AdmissionMiddleware
 from tests.app.conftest import make_settings, serving
+from tests.app.fake_model import fake_loader
 from tests.app.test_api import assert_error
 from tests.conftest import png_bytes
 
@@ -171,7 +174,7 @@ async def test_access_log_escapes_the_path() -> None:
     import logging
 
     from app.metrics import Metrics
-    from app.middleware import ObservabilityMiddleware
+    from app.web.middleware import ObservabilityMiddleware
 
     async def ok(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 404, "headers": []})
@@ -205,7 +208,31 @@ async def test_access_log_escapes_the_path() -> None:
     assert '/x\\r\\n1.2.3.4 \\"GET /admin\\" 200' in line
 
 
-async def test_requests_beyond_capacity_get_429_at_once(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+def _inference_paths() -> list[str]:
+    """Every inference route of the app's route table, its path filled in."""
+    app = create_app(make_settings(Path("unused")))
+    (admission,) = [m for m in app.user_middleware if m.cls is AdmissionMiddleware]
+    fill = {"{model_name}": "cifar10", "{version}": "1", "{label}": "stable"}
+    paths = []
+    for route in admission.kwargs["routes"]:
+        path = route.path
+        for name, value in fill.items():
+            path = path.replace(name, value)
+        paths.append(path)
+    return paths
+
+
+def test_every_inference_route_is_admission_controlled() -> None:
+    # Issue 25: /explain and :classify were missing from a hand-written list.
+    paths = set(_inference_paths())
+    assert {"/predict", "/feature-maps", "/explain"} <= paths
+    for target in ("", "/versions/1", "/labels/stable"):
+        assert {f"/v1/models/cifar10{target}:predict", f"/v1/models/cifar10{target}:classify"} <= paths
+
+
+async def test_requests_beyond_capacity_get_429_at_once(fake_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request holds the only slot (its decode is held); every inference route then
+    answers 429 at once, health never; afterwards the slot is free again."""
     started, release = threading.Event(), threading.Event()
     real = uploads.decode_image
 
@@ -215,18 +242,21 @@ async def test_requests_beyond_capacity_get_429_at_once(tiny_model, monkeypatch:
         return real(*args)
 
     monkeypatch.setattr(uploads, "decode_image", held)
-    async with serving(make_settings(tiny_model, max_concurrent_requests=1, retry_after_s=3)) as client:
+    settings = make_settings(fake_model, max_concurrent_requests=1, retry_after_s=3)
+    async with serving(settings, fake_loader) as client:
         first = asyncio.ensure_future(client.post("/predict", files={"file": ("a.png", IMAGE, "image/png")}))
         try:
             assert await asyncio.to_thread(started.wait, 10)
-            r = await client.post("/predict", files={"file": ("b.png", IMAGE, "image/png")})
-            assert_error(r, 429, "overloaded")
-            assert r.headers["retry-after"] == "3"
+            for path in _inference_paths():
+                r = await client.post(path, files={"file": ("b.png", IMAGE, "image/png")})
+                assert_error(r, 429, "overloaded")
+                assert r.headers["retry-after"] == "3"
             assert (await client.get("/healthz")).status_code == 200  # never refused
+            assert (await client.get("/v1/models/cifar10")).status_code == 200  # status is not inference
         finally:
             release.set()
         assert (await first).status_code == 200
-        r = await client.post("/predict", files={"file": ("c.png", IMAGE, "image/png")})
+        r = await client.post("/explain", files={"file": ("c.png", IMAGE, "image/png")})
         assert r.status_code == 200  # the slot was given back
 
 

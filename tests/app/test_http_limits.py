@@ -1,4 +1,4 @@
-"""The HTTP protocol's limits (app/http.py), driven byte by byte through uvicorn's
+"""The HTTP protocol's limits (app/web/http_limits.py), driven byte by byte through uvicorn's
 protocol with a fake transport; deadlines are fired by hand, never waited for."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from app.http import HttpLimits, LimitedHttpToolsProtocol
+from app.web.http_limits import HttpLimits, LimitedHttpToolsProtocol
 
 pytestmark = pytest.mark.anyio
 LIMITS = HttpLimits(max_header_bytes=2048, max_headers=20, header_timeout_s=5, body_timeout_s=5)

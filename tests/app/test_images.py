@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import images
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
-from app.images import decode_image
+from app.imaging import decode as images
+from app.imaging.decode import decode_image
 
 LIMIT = 40_000_000
 

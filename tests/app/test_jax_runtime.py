@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.classifier import Classifier, ModelLoadError, bucket_sizes
+from app.serving.classifier import Classifier, ModelLoadError, bucket_sizes
 from model import contract
 from tests.conftest import ROOT, SHIPPED
 from tests.no_tensorflow import env_without_tensorflow
@@ -26,7 +26,7 @@ SCRIPT = f"""
 import json, sys
 from pathlib import Path
 import numpy as np
-from app.classifier import Classifier
+from app.serving.classifier import Classifier
 
 model_dir, inputs, outputs = map(Path, sys.argv[1:4])
 TARGETS = {TARGETS}

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.classifier import ModelLoadError
 from app.main import create_app
-from app.model_config import ModelConfigError, read_config_file
+from app.serving.classifier import ModelLoadError
+from app.serving.model_config import ModelConfigError, read_config_file
 from model import contract
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import FakeRuntime, fake_loader, write_fake_model
@@ -289,7 +289,7 @@ async def test_requests_in_flight_finish_on_their_version(tmp_path: Path) -> Non
     [pytest.param({"model_poll_s": 2.0}, id="poll"), pytest.param({"model_config_file": "m.yaml"}, id="config")],
 )
 def test_multi_process_mode_refuses_model_management(tmp_path: Path, overrides: dict[str, object]) -> None:
-    from app.supervisor import refuse_model_management
+    from app.multiprocess.supervisor import refuse_model_management
 
     refuse_model_management(make_settings(tmp_path))  # one model, no poll: fine
     with pytest.raises(SystemExit, match="--workers 1"):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.classifier import ModelLoadError
 from app.main import create_app
+from app.serving.classifier import ModelLoadError
 from tests.app.conftest import make_settings, serving
 from tests.app.test_api import assert_error
 from tests.conftest import png_bytes

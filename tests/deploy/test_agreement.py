@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 
 from app.main import create_app
 from app.metrics import Metrics
+from app.serving.operations import Operation
 from app.settings import Settings
 from tests.deploy.conftest import KUBE, OVERLAYS, ROOT, container, find
 from tests.service_defaults import image_env, is_default, known
@@ -316,9 +317,9 @@ def test_the_queue_depth_metric_is_the_apps_and_the_adapters(rendered: Docs) -> 
     assert pods["metric"]["name"] == rule["name"]["as"]
     series = rule["seriesQuery"].split("{")[0]
     metrics = Metrics()
-    for batcher in ("predict", "feature_maps"):  # as app/main.py registers them
-        metrics.track_queue_depth(batcher, lambda: 3)
+    for operation in Operation:  # as app/main.py registers them
+        metrics.track_queue_depth(operation, lambda: 3)
     exposed = generate_latest(metrics.registry).decode()
     selector = ",".join(f'{k}="{v}"' for k, v in pods["metric"]["selector"]["matchLabels"].items())
     assert f"{series}{{{selector}}} 3.0" in exposed
-    assert 'track_queue_depth("predict"' in (ROOT / "app" / "main.py").read_text()
+    assert "track_queue_depth(operation," in (ROOT / "app" / "main.py").read_text()

@@ -27,7 +27,7 @@ def free_port() -> int:
 def uvicorn_server(log: Path, *, cli: bool = False, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Yield (base URL, process); terminate it afterwards, leaving nothing running.
     `cli`: run `python -m app` (the container's command, with the HTTP limits of
-    app/http.py) instead of plain `uvicorn --factory`."""
+    app/web/http_limits.py) instead of plain `uvicorn --factory`."""
     port = free_port()
     environment = {**os.environ, "CIFAR10_MODEL_DIR": str(SHIPPED), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     command = (

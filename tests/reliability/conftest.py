@@ -1,6 +1,6 @@
 """The reliability suite's server and its figures.
 
-One real server (`python -m app`, the container's command, so app/http.py's limits
+One real server (`python -m app`, the container's command, so app/web/http_limits.py's limits
 apply) on a loopback port for the module; every test adds its figures to FIGURES,
 which the session writes to test-artifacts/reliability.json for docs/reliability.md.
 """

@@ -1,0 +1,49 @@
+"""Each route's policy, derived from the route table rather than listed by hand: a
+route is an inference route (admission control, the batch queue, the deadline) when it
+depends on one of the inference dependencies (app.web.dependencies), and the query
+parameters a route takes are those it and its dependencies declare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from app.errors import InvalidRequest
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
+
+
+def inference_routes(routes: Iterable[BaseRoute], markers: tuple[Callable[..., Any], ...]) -> list[APIRoute]:
+    """The routes that depend on one of `markers` (the inference dependencies)."""
+    return [
+        route
+        for route in routes
+        if isinstance(route, APIRoute) and any(d.call in markers for d in _dependants(route.dependant))
+    ]
+
+
+def query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters `route` declares, its dependencies' included (a walk of a
+    few nodes: microseconds, so not cached; routes are not hashable anyway)."""
+    return frozenset(param.alias for d in _dependants(route.dependant) for param in d.query_params)
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for query parameters the route does not take, as the schema says: a typo
+    such as `topk=5` would otherwise be ignored in silence."""
+    allowed = query_names(request.scope["route"])
+    unknown = request.query_params.keys() - allowed
+    if unknown:
+        raise InvalidRequest(
+            f"unknown query parameter(s) {', '.join(sorted(map(repr, unknown)))[:200]}; "
+            f"this route takes {', '.join(sorted(allowed))}"
+        )

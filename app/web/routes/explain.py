@@ -1,0 +1,132 @@
+"""POST /explain: why the model chose a class for one image: Grad-CAM maps of every
+feature layer and gradient saliency, from the SavedModel's `explain` signature, as
+JSON (arrays and overlay PNGs) or one map's overlay as a PNG."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.errors import InvalidRequest
+from app.imaging.encode import encode_png
+from app.imaging.overlay import DEFAULT_SCALE, overlay
+from app.serving.model_info import ModelInfo
+from app.serving.operations import Operation
+from app.web.dependencies import InferenceDep
+from app.web.routes.common import ERRORS, ONE_IMAGE_BODY, to_prediction
+from app.web.schemas import ErrorResponse, ExplainResponse
+from app.web.uploads import read_uploads
+from model import contract
+
+router = APIRouter(tags=["inference"])
+
+EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorResponse, "description": "the served model cannot explain (no explain signature, or jax)"},
+    422: {"model": ErrorResponse, "description": ERRORS[422]["description"] + ", an unknown class or map name"},
+}
+
+
+def map_names(model: ModelInfo) -> list[str]:
+    """The maps an explanation holds: Grad-CAM per feature layer (the last is the last
+    convolutional block), then saliency."""
+    return [contract.GRADCAM_PREFIX + name for name in model.layer_names()] + [contract.SALIENCY]
+
+
+def parse_class(value: str | None, classes: list[str]) -> int:
+    """contract.TOP_CLASS without a value; else the class id of a name or of an id."""
+    if value is None:
+        return contract.TOP_CLASS
+    text = value.strip()
+    if text in classes:
+        return classes.index(text)
+    if text.isdigit() and int(text) < len(classes):
+        return int(text)
+    raise InvalidRequest(
+        f"unknown class {value[:50]!r}: give a name ({', '.join(classes)}) or an id 0-{len(classes) - 1}"
+    )
+
+
+def _chosen_map(value: str | None, names: list[str]) -> str | None:
+    if value is None:
+        return None
+    if value not in names:
+        raise InvalidRequest(f"unknown map {value[:50]!r}; valid maps: {', '.join(names)}")
+    return value
+
+
+@router.post(
+    "/explain",
+    response_model=ExplainResponse,
+    openapi_extra=ONE_IMAGE_BODY,
+    responses={**EXPLAIN_ERRORS, 200: {"content": {"image/png": {}}, "description": "JSON, or one overlay PNG"}},
+)
+async def explain(
+    request: Request,
+    inference: InferenceDep,
+    class_: Annotated[
+        str | None, Query(alias="class", description="the class to explain, by name or id; default the top class")
+    ] = None,
+    format: Annotated[
+        Literal["json", "png"], Query(description="maps as JSON, or one map's overlay as a PNG")
+    ] = "json",
+    map: Annotated[
+        str | None,
+        Query(description="png: the map to draw (default Grad-CAM of the last block); json: return only this map"),
+    ] = None,
+    scale: Annotated[int, Query(ge=1, le=16, description="overlay pixels per input pixel")] = DEFAULT_SCALE,
+    top_k: Annotated[int, Query(ge=1, le=10)] = 3,
+) -> Response:
+    """Grad-CAM and saliency maps for one uploaded image (field `file`), for the top
+    class or the one named in `class`."""
+    served = inference.model
+    inference.require(Operation.EXPLAIN)
+    target = parse_class(class_, served.classes)
+    names = map_names(served)
+    chosen = _chosen_map(map, names)
+    (upload,) = await read_uploads(request, inference, max_files=1, fields=("file",))
+    (result,) = await inference.run(Operation.EXPLAIN, [(upload.pixels, target)], request)
+    used = int(result[contract.TARGET_CLASS])
+    probs = result[contract.PROBABILITIES]
+    if format == "png":
+        name = chosen or names[-2]  # Grad-CAM of the last convolutional block
+        png = encode_png(overlay(upload.pixels, result[name], scale))
+        headers = {
+            "X-Map": name,
+            "X-Target-Class": str(used),
+            "X-Target-Label": served.classes[used],
+            "X-Target-Probability": f"{float(probs[used]):.6f}",
+        }
+        return Response(png, media_type="image/png", headers=headers)
+    maps = []
+    for name in [chosen] if chosen else names:
+        method, _, layer = name.partition("_") if name != contract.SALIENCY else (name, "", "")
+        heat: np.ndarray = result[name]
+        maps.append(
+            {
+                "name": name,
+                "method": method,
+                "layer": layer or None,
+                "values": np.round(heat, 4).tolist(),
+                "overlay_png_base64": base64.b64encode(encode_png(overlay(upload.pixels, heat, scale))).decode(),
+            }
+        )
+    # A dict for the same reason as /feature-maps: pydantic would cost more than the model.
+    return JSONResponse(
+        {
+            "model": {"name": served.name, "version": served.version},
+            "prediction": to_prediction(probs, served.classes, upload.filename, top_k),
+            "target": {
+                "class_id": used,
+                "label": served.classes[used],
+                "probability": float(probs[used]),
+                "requested": target != contract.TOP_CLASS,
+            },
+            "input_png_base64": base64.b64encode(encode_png(upload.pixels)).decode(),
+            "maps": maps,
+        }
+    )
