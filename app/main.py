@@ -34,6 +34,7 @@ from app.serving.operations import Operation
 from app.serving.poller import Poller
 from app.serving.registry import HostLoader, Registry
 from app.serving.runtimes import ModelLoadError, RuntimeLoader, load_runtime
+from app.serving.service import Service
 from app.settings import Settings
 from app.web.dependencies import INFERENCE_DEPENDENCIES, require_api_key
 from app.web.error_handlers import register_exception_handlers
@@ -41,7 +42,6 @@ from app.web.middleware import AdmissionMiddleware, BodyLimitMiddleware, Observa
 from app.web.policy import inference_routes
 from app.web.routes import explain, feature_maps, health, models, predict, tfserving
 from app.web.routes.api_docs import add_api_docs
-from app.web.state import Service
 from model.contract import ModelDirError
 
 log = logging.getLogger("cifar10")
