@@ -40,7 +40,7 @@ from app.web.dependencies import INFERENCE_DEPENDENCIES, require_api_key
 from app.web.error_handlers import register_exception_handlers
 from app.web.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from app.web.policy import inference_routes
-from app.web.routes import explain, feature_maps, health, models, predict, tfserving
+from app.web.routes import explain, feature_maps, health, models, predict, tfserving, v2
 from app.web.routes.api_docs import add_api_docs
 from model.contract import ModelDirError
 
@@ -149,10 +149,11 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     auth = [Depends(require_api_key)] if settings.api_keys else []
     # The hot routes first: FastAPI matches routes in order, and matching is a
     # measurable share of a request's cost on the event loop.
-    keyed = [predict.router, feature_maps.router, explain.router, tfserving.router, models.router]
+    keyed = [predict.router, feature_maps.router, explain.router, tfserving.router, v2.router, models.router]
     for router in [*keyed, health.metrics_router]:
         app.include_router(router, dependencies=auth)
     app.include_router(health.router)
+    app.include_router(v2.health_router)
     add_api_docs(app)
     # The page needs no key to load: it asks for one and sends it with each API call.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
