@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
@@ -43,6 +44,9 @@ from app.web.policy import inference_routes
 from app.web.routes import explain, feature_maps, health, models, predict, tfserving, v2
 from app.web.routes.api_docs import add_api_docs
 from model.contract import ModelDirError
+
+if TYPE_CHECKING:
+    from app.rpc.server import GrpcServer
 
 log = logging.getLogger("cifar10")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -91,6 +95,23 @@ async def _start_registry(settings: Settings, service: Service, runtime_loader: 
     return poller
 
 
+async def _start_grpc(settings: Settings, service: Service) -> GrpcServer:
+    """TF Serving's gRPC API on CIFAR10_GRPC_PORT, in this event loop (app.rpc). Imported
+    only here: its stubs import TensorFlow's protos, which load TensorFlow."""
+    if settings.model_process_socket is not None:
+        raise RuntimeError("gRPC is served in one process only (cifar10-serve --workers 1); unset CIFAR10_GRPC_PORT")
+    try:
+        from app.rpc.server import GrpcServer
+    except ImportError as exc:
+        raise RuntimeError(
+            f"CIFAR10_GRPC_PORT is set, but TF Serving's gRPC stubs cannot be imported ({exc}); "
+            "the gpu-jax image has no TensorFlow for them: unset CIFAR10_GRPC_PORT"
+        ) from exc
+    grpc_server = await GrpcServer.start(service, settings)
+    service.grpc_port = grpc_server.port
+    return grpc_server
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -115,10 +136,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     service.decoder = decoder
     service.ready = True
+    grpc_server = await _start_grpc(settings, service) if settings.grpc_port is not None else None
     try:
         yield
     finally:
         service.ready = False
+        if grpc_server is not None:
+            await grpc_server.stop(settings.request_timeout_s)  # its calls finish on the running batchers
         if polling is not None:
             polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
