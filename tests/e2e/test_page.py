@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.server_process import running
 from tests.conftest import ROOT, SHIPPED, SHIPPED_TUTORIAL
-from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,8 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             }
         )
     )
-    with uvicorn_server(folder / "page.log", CIFAR10_MODEL_CONFIG_FILE=str(config)) as (url, _):
-        yield url
+    with running({"CIFAR10_MODEL_CONFIG_FILE": str(config)}, cli=False, log=folder / "page.log") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SHIPPED, png_bytes
-from tests.e2e.server import uvicorn_server
+from scripts.server_process import running
+from tests.conftest import SHIPPED
+from tests.helpers import png_bytes
 from tests.reliability.conftest import FIGURES, Server
 
 pytestmark = pytest.mark.reliability
@@ -117,8 +118,8 @@ def versioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server
         "CIFAR10_MAX_BATCH_SIZE": "16",  # fewer buckets to warm per version: faster swaps
         "CIFAR10_LOG_LEVEL": "info",
     }
-    with uvicorn_server(root / "server.log", cli=True, **env) as (url, proc):
-        yield Server(url, proc, root / "server.log"), model_dir
+    with running(env, log=root / "server.log") as server:
+        yield Server(server.url, server.proc, root / "server.log"), model_dir
 
 
 def threads(server: Server) -> int:
