@@ -79,7 +79,7 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _tensors(body: dict[str, Any], binary: bytes) -> dict[str, Tensor]:
+def _tensors(body: dict[str, Any], binary: bytes, max_images: int) -> dict[str, Tensor]:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidRequest("the request needs a non-empty 'inputs' list")
@@ -95,6 +95,8 @@ def _tensors(body: dict[str, Any], binary: bytes) -> dict[str, Tensor]:
         if name in tensors:
             raise InvalidRequest(f"input {name!r} is given twice")
         shape = _shape(spec.get("shape"), f"input {name!r}")
+        if shape and shape[0] > max_images:  # before any data is looked at: a huge declared shape costs nothing
+            raise PayloadTooLarge(f"input {name!r} holds {shape[0]} elements; at most {max_images} images per request")
         params = spec.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
@@ -230,10 +232,7 @@ def parse_request(raw: bytes, header_length: int | None, max_images: int, max_pi
     with a message that names the input and what was expected. Runs in the decode pool."""
     body, binary = _header(raw, header_length, max_images)
     request_id = body.get("id")
-    tensors = _tensors(body, binary)
-    image = tensors[contract.INPUT_NAME]
-    if image.shape and image.shape[0] > max_images:
-        _count(image, max_images)  # before any data is looked at: a huge declared shape costs nothing
-    images = _images(image, max_images, max_pixels)
+    tensors = _tensors(body, binary, max_images)
+    images = _images(tensors[contract.INPUT_NAME], max_images, max_pixels)
     targets = _targets(tensors.get(contract.TARGET_CLASS), len(images))
     return Request(str(request_id) if request_id is not None else None, images, targets, _outputs(body))

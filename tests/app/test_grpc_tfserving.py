@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 from app.main import create_app
 from tests.app.conftest import make_settings
 from tests.app.fake_model import fake_loader
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.anyio
 IMAGES = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
@@ -39,7 +39,7 @@ IMAGES = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3), dtype=np.uint
 @asynccontextmanager
 async def grpc_app(model_dir, **overrides: Any) -> AsyncIterator[tuple[Any, grpc.aio.Channel]]:
     app = create_app(make_settings(model_dir, grpc_port=0, **overrides), fake_loader)
-    async with LifespanManager(app, startup_timeout=120):
+    async with LifespanManager(app, startup_timeout=120):  # noqa: SIM117 (the port is known once started)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.state.service.grpc_port}") as channel:
             yield app, channel
 

@@ -23,14 +23,31 @@ FRAMEWORKS = ("tensorflow", "jax", "keras")
 PACKAGES = ("app.serving", "app.web", "app.rpc", "app.protocols", "app.imaging", "app.multiprocess")
 # Package (or top-level module) -> what its modules must not import.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "app.serving": (*WEB_FRAMEWORKS, *RPC, *FRAMEWORKS, "app.web", "app.rpc", "app.protocols", "app.imaging", "app.multiprocess"),
+    "app.serving": (
+        *WEB_FRAMEWORKS,
+        *RPC,
+        *FRAMEWORKS,
+        "app.web",
+        "app.rpc",
+        "app.protocols",
+        "app.imaging",
+        "app.multiprocess",
+    ),
     "app.imaging": (*WEB_FRAMEWORKS, *RPC, "app.web", "app.rpc", "app.protocols", "app.serving", "app.multiprocess"),
     "app.protocols": (*WEB_FRAMEWORKS, *RPC, *FRAMEWORKS, "app.web", "app.rpc", "app.multiprocess"),
     "app.multiprocess": ("fastapi", "starlette", *RPC, "app.web", "app.rpc"),
     "app.web": (*RPC, *FRAMEWORKS, "app.multiprocess", "app.rpc"),
     # TF Serving's protos import from tensorflow.core (which loads TensorFlow: the TF runtime
     # has it loaded anyway); nothing else of a framework.
-    "app.rpc": (*WEB_FRAMEWORKS, "tensorflow.python", "tensorflow.compat", "jax", "keras", "app.web", "app.multiprocess"),
+    "app.rpc": (
+        *WEB_FRAMEWORKS,
+        "tensorflow.python",
+        "tensorflow.compat",
+        "jax",
+        "keras",
+        "app.web",
+        "app.multiprocess",
+    ),
     "app.errors": (*WEB_FRAMEWORKS, *RPC, *PACKAGES),
     "app.settings": (*WEB_FRAMEWORKS, *RPC, *PACKAGES),
     "app.metrics": (*WEB_FRAMEWORKS, *RPC, *PACKAGES),

@@ -14,7 +14,7 @@ import pytest
 
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import fake_loader, fake_loader_without_explain
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.anyio
 IMAGES = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
