@@ -286,7 +286,7 @@ async def test_metrics(client) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200
     text = r.text
-    assert 'cifar10_requests_total{endpoint="/predict",method="POST",status="200"}' in text
+    assert 'cifar10_requests_total{endpoint="/predict",method="POST",protocol="http",status="200"}' in text
     for name in (
         "cifar10_request_latency_seconds_bucket",
         "cifar10_batch_size_bucket",

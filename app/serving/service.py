@@ -1,5 +1,5 @@
-"""What the app factory and the lifespan create and the handlers use, held on
-`app.state.service`."""
+"""What the app factory and the lifespan create and every edge uses (HTTP routes and
+the gRPC servicers alike), held on `app.state.service`."""
 
 from __future__ import annotations
 
@@ -18,3 +18,4 @@ class Service:
     registry: Registry | None = None  # the served models and their versions
     decoder: ThreadPoolExecutor | None = None  # image decoding and JSON parsing, off the event loop
     ready: bool = False
+    grpc_port: int | None = None  # the port the gRPC server is bound to, once started (app.rpc)
