@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,15 @@ class DeviceLoop:
     """
 
     def __init__(
-        self, model: keras.Model, eval_model: keras.Model, optimizer: TorchSGD, label_smoothing: float
+        self,
+        model: keras.Model,
+        eval_model: keras.Model,
+        optimizer: TorchSGD,
+        label_smoothing: float,
+        loss_reduction: str = "sum",
     ) -> None:
+        if loss_reduction not in ("sum", "sum_over_batch_size"):
+            raise ValueError(f"unknown loss reduction {loss_reduction!r}")
         self.model = model
         self.eval_model = eval_model
         self.optimizer = optimizer
@@ -60,6 +68,7 @@ class DeviceLoop:
         self._lr_index = next(i for i, v in enumerate(optimizer.variables) if v.path.endswith("/learning_rate"))
         self.initial_optimizer_state = [jnp.asarray(v.value) for v in optimizer.variables]
         self.label_smoothing = label_smoothing
+        self.summed = loss_reduction == "sum"
         self.step = jax.jit(self._step, donate_argnums=(0,))
         self.lookahead = jax.jit(self._lookahead, donate_argnums=(0, 1))
         self.logits = jax.jit(self._logits, static_argnames=("level", "full_precision"))
@@ -74,13 +83,14 @@ class DeviceLoop:
         def loss_fn(tv: list[Any]) -> tuple[Any, list[Any]]:
             logits, ntv = self.model.stateless_call(tv, non_trainable, x, training=True)
             logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-            return -jnp.sum(target * logp), ntv  # summed over the batch, as airbench
+            loss = -jnp.sum(target * logp)  # summed over the batch (airbench's), or its mean
+            return (loss if self.summed else loss / x.shape[0]), ntv
 
         (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
         opt = list(opt)
         opt[self._lr_index] = lr.astype(opt[self._lr_index].dtype)
         trainable, opt = self.optimizer.stateless_apply(opt, grads, trainable)
-        return (trainable, non_trainable, opt), loss / x.shape[0]
+        return (trainable, non_trainable, opt), loss / x.shape[0] if self.summed else loss
 
     @staticmethod
     def _lookahead(average: list[Any], weights: list[Any], decay: Any) -> tuple[list[Any], list[Any]]:
@@ -164,13 +174,14 @@ def run_loop(
     epochs: float,
     batch: int,
     lrs: np.ndarray,
-    whiten_bias_epochs: int,
+    freezes: Mapping[int, Sequence[str]],
     lookahead: bool,
     tta_level: int,
     fit_whitening: Any = None,
 ) -> LoopResult:
     """Train from `init` (fresh weights) and evaluate; `fit_whitening(trainable,
-    non_trainable)` runs inside the timed part, as airbench times its whitening fit."""
+    non_trainable)` runs inside the timed part, as airbench times its whitening fit.
+    `freezes` (the recipe's) maps an epoch to the parameter groups frozen from then on."""
     steps_per_epoch = padded.shape[0] // batch
     total = len(lrs)
     started = time.perf_counter()
@@ -178,15 +189,15 @@ def run_loop(
     if fit_whitening is not None:
         trainable, non_trainable = fit_whitening(trainable, non_trainable)
     opt = [jnp.array(v) for v in loop.initial_optimizer_state]
-    scale_index = _scale_index(loop.optimizer, "whiten_bias")
     state = (trainable, non_trainable, opt)
     average = [jnp.array(w) for w in trainable + non_trainable] if lookahead else None
     losses, val_accs = [], []
     step = 0
     for epoch in range(math.ceil(epochs)):
-        if scale_index is not None and epoch == whiten_bias_epochs:
+        for group in freezes.get(epoch, ()):
             opt = list(state[2])
-            opt[scale_index] = jnp.zeros_like(opt[scale_index])  # frozen from here on
+            index = _scale_index(loop.optimizer, group)
+            opt[index] = jnp.zeros_like(opt[index])  # frozen from here on, without a retrace
             state = (state[0], state[1], opt)
         key, epoch_key = jax.random.split(key)
         xs, ys = epoch_batches_jit(
@@ -221,8 +232,6 @@ def run_loop(
     return LoopResult(state[0], state[1], train_seconds, eval_seconds, step, history[-1]["val_accuracy"], tta, history)
 
 
-def _scale_index(optimizer: TorchSGD, group: str) -> int | None:
-    if group not in optimizer.group_scales:
-        return None
+def _scale_index(optimizer: TorchSGD, group: str) -> int:
     target = optimizer.scale_variable(group)
     return next(i for i, v in enumerate(optimizer.variables) if v is target)
