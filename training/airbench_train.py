@@ -98,6 +98,7 @@ def train_seeds(
         "freezes": recipe.freezes(cfg),
         "lookahead": cfg.lookahead,
         "tta_level": cfg.tta_level,
+        "cutout": cfg.cutout,
         "fit_whitening": whitening,
     }
     y_train_dev = jnp.asarray(split.y_train)

@@ -25,6 +25,7 @@ import numpy as np
 
 from model.builders.airbench import tta_logits
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
+from training.augment import MEAN_PIXEL, cutout_masks
 from training.lookahead import decay_after
 from training.optimizer import TorchSGD
 
@@ -126,10 +127,13 @@ class DeviceLoop:
         return jnp.mean(preds == y)
 
 
-def epoch_batches(key: Any, padded: Any, labels: Any, mirror: Any, steps: int, batch: int) -> tuple[Any, Any]:
+def epoch_batches(
+    key: Any, padded: Any, labels: Any, mirror: Any, steps: int, batch: int, cutout: int = 0
+) -> tuple[Any, Any]:
     """One epoch of airbench's augmentation: a random crop of every (pre-flipped,
-    reflect-padded) image, the whole set mirrored on odd epochs, shuffled, cut into
-    `steps` batches (the partial last batch dropped)."""
+    reflect-padded) image, the whole set mirrored on odd epochs, a `cutout`-pixel square
+    of each set to the mean colour (airbench96's; 0: none), shuffled, cut into `steps`
+    batches (the partial last batch dropped)."""
     crop_key, perm_key = jax.random.split(key)
     size = IMAGE_SHAPE[0]
     r = (padded.shape[1] - size) // 2
@@ -138,11 +142,16 @@ def epoch_batches(key: Any, padded: Any, labels: Any, mirror: Any, steps: int, b
         padded, shifts
     )
     crops = jnp.where(mirror, crops[:, :, ::-1], crops)
+    if cutout:
+        # A key of its own, so that the recipes without cutout draw exactly as before.
+        corners = jax.random.randint(jax.random.fold_in(key, 1), (padded.shape[0], 2), 0, size - cutout + 1)
+        masks = cutout_masks(corners, cutout, size, xp=jnp)
+        crops = jnp.where(masks[..., None], jnp.asarray(MEAN_PIXEL, crops.dtype), crops)
     order = jax.random.permutation(perm_key, padded.shape[0])[: steps * batch]
     return crops[order].reshape(steps, batch, *crops.shape[1:]), labels[order].reshape(steps, batch)
 
 
-epoch_batches_jit = jax.jit(epoch_batches, static_argnames=("steps", "batch"))
+epoch_batches_jit = jax.jit(epoch_batches, static_argnames=("steps", "batch", "cutout"))
 
 
 def prepare_train_set(key: Any, images: np.ndarray, translate: int, flip: bool) -> Any:
@@ -177,6 +186,7 @@ def run_loop(
     freezes: Mapping[int, Sequence[str]],
     lookahead: bool,
     tta_level: int,
+    cutout: int = 0,
     fit_whitening: Any = None,
 ) -> LoopResult:
     """Train from `init` (fresh weights) and evaluate; `fit_whitening(trainable,
@@ -201,7 +211,7 @@ def run_loop(
             state = (state[0], state[1], opt)
         key, epoch_key = jax.random.split(key)
         xs, ys = epoch_batches_jit(
-            epoch_key, padded, labels, jnp.asarray(epoch % 2 == 1), steps=steps_per_epoch, batch=batch
+            epoch_key, padded, labels, jnp.asarray(epoch % 2 == 1), steps=steps_per_epoch, batch=batch, cutout=cutout
         )
         epoch_loss = []
         for i in range(steps_per_epoch):

@@ -21,7 +21,7 @@ import numpy as np
 
 from model.builders import adapt_model, build_model, takes_data_format
 from model.classes import NUM_CLASSES
-from training.augment import alternating_flip, translate
+from training.augment import alternating_flip, cutout, translate
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset
 from training.device import training_data_format
@@ -116,6 +116,7 @@ def _fit(
         if cfg.flip:
             x = alternating_flip(x, flip_mask[order], epoch)
         x = translate(x, cfg.translate, rng)
+        x = cutout(x, cfg.cutout, rng)
         print(f"epoch {epoch + 1}/{epochs}", flush=True)
         fit = model.fit(
             x,
