@@ -5,15 +5,20 @@ Open Inference Protocol v2 over REST with binary tensor data and in JSON. One se
 protocol and request size (1 and 64 images), closed-loop at one concurrency; prints one
 markdown table of images/s and latency, with the server's and the load generator's CPU.
 
-    python scripts/bench_protocols.py [--duration 8] [--concurrency 64]
+    python scripts/bench_protocols.py [--duration 8] [--batch-duration 30] [--concurrency 64]
 
 Loopback only. HTTP load comes from wrk (apt-get install wrk): one C thread, sending the
 prebuilt body again as soon as the answer is in; the Lua script reports its latency
-percentiles. gRPC load comes from grpc.aio in `--grpc-processes` processes (wrk speaks
-no HTTP/2, and no ghz here), each with one channel and its share of the concurrent
-calls, sending the prebuilt serialized request and counting the answer's status without
-parsing it, as wrk does not parse JSON. Before its load, every request is sent once and
-its answer checked against `/predict`'s probabilities, so that no cell measures an error.
+percentiles and the statuses of failed answers. gRPC load comes from grpc.aio in
+`--grpc-processes` processes (wrk speaks no HTTP/2, and no ghz here), each with one
+channel and its share of the concurrent calls, sending the prebuilt serialized request
+and counting the answer's status without parsing it, as wrk does not parse JSON. Both
+count the answers that arrive within the window, from a cold start: each cell is a 2 s
+warm-up run, a wait until the batch queue is empty (the warm-up's abandoned images are
+dropped), then the measured run. At c=64 a 64-image cell keeps 4,096 images in flight,
+so each request waits for a whole round of them (seconds): those cells run for
+`--batch-duration`, a few rounds. Before any load, every request is sent once and its
+answer checked against `/predict`'s probabilities, so that no cell measures an error.
 The image-file protocols (multipart, TF Serving REST) decode JPEGs on the server; the
 tensor protocols (gRPC, v2) send the pixels those JPEGs decode to (the service's own
 decoder, run here), as their clients would.
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +71,18 @@ for header in string.gmatch(os.getenv("BENCH_HEADERS"), "[^\n]+") do
   local name, value = header:match("^([^:]+):%s*(.*)$")
   wrk.headers[name] = value
 end
+failed = ""
+response = function(status, headers, body)
+  if status ~= 200 then failed = failed .. status .. " " end
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
 done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"requests": %d, "seconds": %f, "p50": %f, "p99": %f, "errors": %d}\n',
+  local e, statuses = summary.errors, ""
+  for _, thread in ipairs(threads) do statuses = statuses .. thread:get("failed") end
+  io.write(string.format('{"requests": %d, "seconds": %f, "p50": %f, "p99": %f, "errors": %d, "failed": "%s"}\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
-    e.connect + e.read + e.write + e.status + e.timeout))
+    e.connect + e.read + e.write + e.status + e.timeout, statuses))
 end
 """
 
@@ -226,102 +239,129 @@ def wrk(url: str, cell: Cell, script: Path, body: Path, concurrency: int, durati
     return {
         "ok": result["requests"] - result["errors"],
         "errors": result["errors"],
+        "failed": dict(Counter(result["failed"].split())),  # status -> count; the rest of errors are socket errors
         "seconds": result["seconds"],
         "p50": result["p50"],
         "p99": result["p99"],
     }
 
 
-def _grpc_worker(args: tuple[str, bytes, int, float, float, float]) -> tuple[list[float], int, int, float]:
+def _grpc_worker(args: tuple[str, bytes, int, float, float]) -> tuple[list[float], dict[str, int], float]:
     """One process's share of the gRPC load: `calls` coroutines on one channel, each
-    sending the request again as soon as its answer is in. The calls that ended within
-    the window after the warm-up (OK and failed counts, the OK ones' latencies), and the
-    CPU seconds this process (grpc's threads included) used in it."""
-    address, body, calls, start_at, warmup_s, duration_s = args
+    sending the request again as soon as its answer is in, from `start_at` for
+    `duration_s`. The calls answered within the window (the OK ones' latencies, counts by
+    status), and the CPU seconds this process (grpc's threads included) used in it; calls
+    still open at its end are cancelled, as wrk drops them."""
+    address, body, calls, start_at, duration_s = args
 
-    async def run() -> tuple[list[float], int, int, float]:
+    async def run() -> tuple[list[float], dict[str, int], float]:
         import grpc
 
         latencies: list[float] = []
-        counts = {"ok": 0, "errors": 0}
-        cpu: dict[str, float] = {}
+        counts: dict[str, int] = {}
         async with grpc.aio.insecure_channel(address) as channel:
             predict = channel.unary_unary(GRPC_PREDICT)
             await channel.channel_ready()
             await asyncio.sleep(max(0.0, start_at - time.time()))
-            now = time.monotonic()
-            measure_from, stop_at = now + warmup_s, now + warmup_s + duration_s
-
-            async def clock() -> None:
-                await asyncio.sleep(warmup_s)
-                cpu["from"] = time.process_time()
-                await asyncio.sleep(duration_s)
-                cpu["to"] = time.process_time()
+            cpu_from = time.process_time()
 
             async def loop() -> None:
-                while (started := time.monotonic()) < stop_at:
+                while True:
+                    started = time.monotonic()
                     try:
                         await predict(body, timeout=60)
-                        ok = True
-                    except grpc.aio.AioRpcError:
-                        ok = False
-                    done = time.monotonic()
-                    if measure_from <= done <= stop_at:  # completions in the window, as wrk counts
-                        counts["ok" if ok else "errors"] += 1
-                        if ok:
-                            latencies.append(done - started)
+                        code = "OK"
+                    except grpc.aio.AioRpcError as exc:
+                        code = exc.code().name
+                    counts[code] = counts.get(code, 0) + 1
+                    if code == "OK":
+                        latencies.append(time.monotonic() - started)
 
-            await asyncio.gather(clock(), *(loop() for _ in range(calls)))
-        return latencies, counts["ok"], counts["errors"], cpu["to"] - cpu["from"]
+            tasks = [asyncio.ensure_future(loop()) for _ in range(calls)]
+            await asyncio.sleep(duration_s)
+            cpu = time.process_time() - cpu_from
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return latencies, counts, cpu
 
     return asyncio.run(run())
 
 
-def grpc_load(address: str, cell: Cell, server_pid: int, args: argparse.Namespace) -> dict[str, float]:
-    """The gRPC cell: a 2 s warm-up, then the measured window, in `--grpc-processes`
-    processes; the server's CPU read at the window's edges."""
-    warmup_s, processes = 2.0, args.grpc_processes
-    shares = [args.concurrency // processes + (i < args.concurrency % processes) for i in range(processes)]
+def grpc_load(address: str, cell: Cell, server_pid: int, concurrency: int, duration: float, processes: int) -> dict:
+    """One gRPC run in `processes` processes; the server's CPU read at the window's edges."""
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     start_at = time.time() + 3.0  # every process started, connected and waiting
-    jobs = [(address, cell.body, n, start_at, warmup_s, args.duration) for n in shares if n]
+    jobs = [(address, cell.body, n, start_at, duration) for n in shares if n]
     # spawn: each worker imports grpc afresh (no fork after grpc has started threads here).
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         pending = pool.map_async(_grpc_worker, jobs)
-        time.sleep(max(0.0, start_at + warmup_s - time.time()))
+        time.sleep(max(0.0, start_at - time.time()))
         server_from = process_cpu_s(server_pid)
-        time.sleep(args.duration)
-        server_cores = (process_cpu_s(server_pid) - server_from) / args.duration
-        results = pending.get(timeout=args.duration + 120)
-    latencies = np.array([x for lat, _, _, _ in results for x in lat])
+        time.sleep(duration)
+        server_cores = (process_cpu_s(server_pid) - server_from) / duration
+        results = pending.get(timeout=duration + 120)
+    latencies = np.array([x for lat, _, _ in results for x in lat])
+    counts: Counter[str] = Counter()
+    for _, by_code, _ in results:
+        counts.update(by_code)
+    failed = {code: n for code, n in counts.items() if code != "OK"}
     return {
-        "ok": sum(r[1] for r in results),
-        "errors": sum(r[2] for r in results),
-        "seconds": args.duration,
+        "ok": counts["OK"],
+        "errors": sum(failed.values()),
+        "failed": failed,
+        "seconds": duration,
         "p50": float(np.percentile(latencies, 50) * 1000) if len(latencies) else float("nan"),
         "p99": float(np.percentile(latencies, 99) * 1000) if len(latencies) else float("nan"),
         "server_cores": server_cores,
-        "client_cores": sum(r[3] for r in results) / args.duration,
+        "client_cores": sum(cpu for _, _, cpu in results) / duration,
     }
 
 
+def queue_depth(url: str) -> float:
+    """Images waiting in the predict batch queue (/metrics)."""
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith('cifar10_queue_depth{batcher="predict"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_idle(url: str, timeout_s: float = 120.0) -> None:
+    """Until the batch queue is empty twice in a row: the warm-up's work is done or dropped."""
+    deadline, empty = time.monotonic() + timeout_s, 0
+    while empty < 2 and time.monotonic() < deadline:
+        empty = empty + 1 if queue_depth(url) == 0 else 0
+        time.sleep(0.25)
+
+
 def measure(cell: Cell, server: server_process.ServerProcess, grpc_address: str, args: argparse.Namespace) -> dict:
-    """Warm-up, then the measured run; its rates, latencies and CPU (cores: CPU seconds
-    per second of the window)."""
+    """A 2 s warm-up, an empty queue, then the measured run: its rates, latencies and
+    CPU (cores: CPU seconds per second of the window)."""
+    duration = args.duration if cell.images == 1 else args.batch_duration
     if not cell.path:
-        result = grpc_load(grpc_address, cell, server.pid, args)
+        grpc_load(grpc_address, cell, server.pid, args.concurrency, 2.0, args.grpc_processes)  # warm-up
+        wait_idle(server.url)
+        result = grpc_load(grpc_address, cell, server.pid, args.concurrency, duration, args.grpc_processes)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-protocols-") as scratch:
             script, body = Path(scratch) / "post.lua", Path(scratch) / "body.bin"
             script.write_text(WRK_SCRIPT)
             body.write_bytes(cell.body)
             wrk(server.url, cell, script, body, args.concurrency, 2.0)  # warm-up, not counted
+            wait_idle(server.url)
             wall, server_cpu, client_cpu = time.monotonic(), process_cpu_s(server.pid), children_cpu_s()
-            result = wrk(server.url, cell, script, body, args.concurrency, args.duration)
+            result = wrk(server.url, cell, script, body, args.concurrency, duration)
             wall = time.monotonic() - wall
         result["server_cores"] = (process_cpu_s(server.pid) - server_cpu) / wall
         result["client_cores"] = (children_cpu_s() - client_cpu) / wall  # wrk, a waited child
     result["images_per_s"] = result["ok"] * cell.images / result["seconds"]
     return result
+
+
+def errors(result: dict) -> str:
+    """The failed answers, with their statuses when any: `3 (429: 2, 504: 1)`."""
+    named = ", ".join(f"{code}: {n}" for code, n in sorted(result["failed"].items()))
+    return f"{result['errors']} ({named})" if named else str(result["errors"])
 
 
 def machine() -> str:
@@ -338,7 +378,8 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds of measured load per cell")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of measured load per 1-image cell")
+    parser.add_argument("--batch-duration", type=float, default=30.0, help="seconds per 64-image cell")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--grpc-processes", type=int, default=2, help="load generator processes for gRPC")
     args = parser.parse_args()
@@ -368,7 +409,8 @@ def main() -> None:
 
     print(f"\nmachine: {machine()}; model: the shipped default ({ROOT / 'saved_models' / 'cifar10'})")
     print(
-        f"load: closed loop, c={args.concurrency}, {args.duration:g} s per cell; HTTP by wrk (1 thread), "
+        f"load: closed loop, c={args.concurrency}, {args.duration:g} s per 1-image cell and "
+        f"{args.batch_duration:g} s per 64-image cell after a 2 s warm-up; HTTP by wrk (1 thread), "
         f"gRPC by grpc.aio in {args.grpc_processes} processes; "
         f"{', '.join(f'{k}={v}' for k, v in SETTINGS.items())}\n"
     )
@@ -380,7 +422,7 @@ def main() -> None:
     for cell, r in rows:
         print(
             f"| {cell.protocol} | {cell.images} | {r['ok'] / r['seconds']:.1f} | {r['images_per_s']:.0f} "
-            f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['server_cores']:.2f} | {r['client_cores']:.2f} |"
+            f"| {r['p50']:.1f} | {r['p99']:.1f} | {errors(r)} | {r['server_cores']:.2f} | {r['client_cores']:.2f} |"
         )
     by = {(c.protocol, c.images): r["images_per_s"] for c, r in rows}
     print()

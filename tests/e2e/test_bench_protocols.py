@@ -23,7 +23,16 @@ PROTOCOLS = {
 
 def test_every_protocol_answers_under_load() -> None:
     done = subprocess.run(
-        [sys.executable, "scripts/bench_protocols.py", "--duration", "3", "--concurrency", "2"],
+        [
+            sys.executable,
+            "scripts/bench_protocols.py",
+            "--duration",
+            "3",
+            "--batch-duration",
+            "3",
+            "--concurrency",
+            "2",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
