@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import server_process
-from bench_serving import sample_images
+from bench_serving import raw_ceiling, sample_images
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "cifar10benchboundary"
@@ -406,8 +406,11 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
+    # The model alone, the server stopped: what any protocol's images/s is a share of.
+    model_dir = ROOT / "saved_models" / "cifar10"  # the service's default CIFAR10_MODEL_DIR
+    ceiling = raw_ceiling(str(model_dir), files, args.duration)
 
-    print(f"\nmachine: {machine()}; model: the shipped default ({ROOT / 'saved_models' / 'cifar10'})")
+    print(f"\nmachine: {machine()}; model: the shipped default ({model_dir}, its highest version)")
     print(
         f"load: closed loop, c={args.concurrency}, {args.duration:g} s per 1-image cell and "
         f"{args.batch_duration:g} s per 64-image cell after a 2 s warm-up; HTTP by wrk (1 thread), "
@@ -424,6 +427,7 @@ def main() -> None:
             f"| {cell.protocol} | {cell.images} | {r['ok'] / r['seconds']:.1f} | {r['images_per_s']:.0f} "
             f"| {r['p50']:.1f} | {r['p99']:.1f} | {errors(r)} | {r['server_cores']:.2f} | {r['client_cores']:.2f} |"
         )
+    print(f"| the SavedModel alone, batch 64, in this process | 64 | | {ceiling:.0f} | | | | | |")
     by = {(c.protocol, c.images): r["images_per_s"] for c, r in rows}
     print()
     for n in sorted({c.images for c, _ in rows}):
