@@ -78,6 +78,6 @@ def tiny_openvino(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     # Two training steps leave the classes near ties, which int8 reorders (90% top-class
     # agreement): the int8 limits are off here; test_quantize.py tests that they refuse,
     # and the shipped versions' records hold them at their defaults.
-    relaxed = QuantizeConfig(calibration_images=64, min_agreement=0.0, max_accuracy_gap=1.0)
+    relaxed = QuantizeConfig(calibration_images=64, min_agreement=0.0, min_agreement_tta=0.0, max_accuracy_gap=1.0)
     quantize(model_dir / "1", str(SHARED_DATA), relaxed)
     return model_dir

@@ -99,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         "--calibration-images", type=int, default=300, help="images drawn from the split's training part (default 300)"
     )
     q.add_argument("--calibration-seed", type=int, default=0, help="seed of that draw (default 0)")
+    q.add_argument(
+        "--min-agreement-tta",
+        type=float,
+        default=0.99,
+        help="fraction of validation images whose int8 TTA top class must be float32's (default 0.99; "
+        "the card records the limit used)",
+    )
     q.add_argument("--force", action="store_true", help="replace a version's openvino/ folder if it has one")
 
     v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
@@ -259,7 +266,11 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "quantize":
         from training.quantize import QuantizeConfig, QuantizeError, format_summary, quantize
 
-        cfg = QuantizeConfig(calibration_images=args.calibration_images, calibration_seed=args.calibration_seed)
+        cfg = QuantizeConfig(
+            calibration_images=args.calibration_images,
+            calibration_seed=args.calibration_seed,
+            min_agreement_tta=args.min_agreement_tta,
+        )
         for version in args.versions:
             try:
                 card = quantize(version, args.data, cfg, force=args.force)
