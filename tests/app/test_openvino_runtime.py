@@ -19,7 +19,8 @@ from app.serving.operations import Operation
 from model import contract
 from tests.app.conftest import make_settings, serving
 from tests.app.test_model_versions import eventually_states, states
-from tests.conftest import ROOT, png_bytes
+from tests.conftest import ROOT
+from tests.helpers import png_bytes
 from tests.no_tensorflow import env_without_tensorflow
 
 ATOL = 1e-4
