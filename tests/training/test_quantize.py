@@ -81,6 +81,7 @@ def test_quantize_refuses_to_overwrite_without_force(tiny_openvino: Path) -> Non
     ("folder", "words"),
     [
         pytest.param("nowhere/1", ("nowhere/1", "no saved_model.pb"), id="missing"),
+        pytest.param(f"{SHIPPED.name}/6", ("openvino already exists", "--force"), id="already-quantized"),
     ],
 )
 def test_quantize_cli_mistakes_are_one_line(tmp_path: Path, folder: str, words: tuple[str, ...]) -> None:
