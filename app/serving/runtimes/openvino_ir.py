@@ -69,8 +69,12 @@ class OpenVinoRuntime:
     SavedModel under TensorFlow where it is installed."""
 
     def __init__(self, path: Path, precision: str, layer_order: Sequence[str]) -> None:
-        import openvino as ov  # imported here: only this runtime needs it
-
+        try:
+            import openvino as ov  # imported here: only this runtime needs it
+        except ImportError as exc:
+            raise ModelLoadError(
+                "the openvino runtime needs the openvino package: pip install 'cifar10-service[openvino]'"
+            ) from exc
         xml, weights = checked_files(path, precision)
         core = ov.Core()
         try:
