@@ -171,3 +171,18 @@ def test_without_tensorflow_explain_is_refused_and_said(tiny_openvino: Path, tmp
     assert "TensorFlow" in out["explain"]["error"]["message"]
     assert "TensorFlow" in out["status"]["unavailable"]["explain"]
     assert out["signatures"] == [contract.SERVING_SIGNATURE]
+
+
+@pytest.mark.slow
+def test_shipped_default_ir_serves_as_recorded(real_samples: list[tuple[str, str, bytes]]) -> None:
+    """The committed IR of the default model: float32 as the SavedModel, and int8 with
+    the top class of float32 on real images, as its card records on the validation split."""
+    from app.imaging.decode import decode_image
+    from tests.conftest import SHIPPED
+
+    images = [decode_image(data, 10**8) for _, _, data in real_samples]
+    float32 = np.stack(Classifier(SHIPPED, MAX_BATCH, "openvino-float32").predict(images))
+    expected = np.stack(Classifier(SHIPPED, MAX_BATCH, "tensorflow").predict(images))
+    np.testing.assert_allclose(float32, expected, atol=ATOL, rtol=0)
+    int8 = np.stack(Classifier(SHIPPED, MAX_BATCH, "openvino").predict(images))
+    assert np.sum(int8.argmax(1) != float32.argmax(1)) <= 1  # the card: 99.2% of 5,000 agree
