@@ -30,7 +30,11 @@ def test_requirement_variants() -> None:
     assert any(r.startswith("tensorflow[and-cuda]") for r in gpu)
     assert not [r for r in jax if r.startswith("tensorflow")]
     assert "jax[cuda12]>=0.6" in jax and any(r.startswith("keras") for r in jax)
-    assert [r for r in jax if not r.startswith("jax")] == [r for r in cpu if not r.startswith("tensorflow")]
+    # The CPU image serves the int8 OpenVINO IR; the GPU images do not install OpenVINO.
+    assert any(r.startswith("openvino==") for r in cpu)
+    assert not [r for r in gpu + jax if r.startswith("openvino")]
+    cpu_without = [r for r in cpu if not r.startswith(("tensorflow", "openvino"))]
+    assert [r for r in jax if not r.startswith("jax")] == cpu_without
 
 
 def test_gpu_compose_runs_the_jax_runtime_on_jax_image() -> None:
@@ -80,8 +84,9 @@ def environment(path: Path, service: str) -> tuple[dict[str, str], set[str], dic
 
 def test_the_image_sets_only_what_differs_from_the_settings() -> None:
     env = image_env()
-    # The CPU image; RUNTIME is empty there.
-    assert set(env) == {"CIFAR10_HOST", "CIFAR10_MODEL_DIR", "CIFAR10_GRPC_PORT"}
+    # The CPU image.
+    assert set(env) == {"CIFAR10_HOST", "CIFAR10_MODEL_DIR", "CIFAR10_GRPC_PORT", "CIFAR10_RUNTIME"}
+    assert env["CIFAR10_RUNTIME"] == "openvino"
     for variable, value in env.items():
         assert known(variable), f"Dockerfile sets {variable}, which the service does not read"
         assert not is_default(variable, value), f"Dockerfile sets {variable}={value}, the service's default"

@@ -268,7 +268,7 @@ def test_an_out_of_bounds_value_is_caught(rendered: Docs, monkeypatch: pytest.Mo
 def test_the_gpu_overlay_runs_jax(rendered: Docs) -> None:
     # Checked against the setting's allowed values by the test above once it exists.
     assert config(rendered["gpu"])["CIFAR10_RUNTIME"] == "jax"
-    assert "CIFAR10_RUNTIME" not in config(rendered["cpu"])  # the image's default, tensorflow
+    assert "CIFAR10_RUNTIME" not in config(rendered["cpu"])  # the CPU image's own, openvino
 
 
 # --- the model: baked in, or from a volume -------------------------------------------

@@ -113,6 +113,18 @@ def test_image_exposes_http_and_grpc_unless_built_without(docker: Docker, images
         docker.run("image", "rm", without, check=False)
 
 
+def test_container_serves_the_int8_ir_and_explains(docker: Docker, stack: Stack, real_samples) -> None:
+    # The CPU image's runtime is openvino (Dockerfile); TensorFlow is there for /explain.
+    env = docker.run("exec", stack.container("api"), "printenv", "CIFAR10_RUNTIME").stdout.strip()
+    assert env == "openvino"
+    status = httpx.get(f"{stack.api}/v1/models/cifar10", timeout=60)
+    assert status.status_code == 200, status.text
+    assert status.json()["unavailable"] == {}
+    _, name, data = real_samples[7]
+    r = httpx.post(f"{stack.api}/explain", files={"file": (name, data, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
 def test_image_ships_the_serving_half_of_model(docker: Docker, stack: Stack) -> None:
     script = (
         "import importlib.util as u, json; import model.layers; "
