@@ -7,6 +7,7 @@ No web framework here: an edge passes in how to tell that its client went away.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ class Deadline:
 
     def remaining(self) -> float:
         return self.at - asyncio.get_running_loop().time()
+
+    def monotonic(self) -> float:
+        """The deadline on time.monotonic()'s clock, for work in other threads."""
+        return time.monotonic() + self.remaining()
 
     def expired(self) -> Timeout:
         return Timeout(f"the request did not finish within {self.timeout_s:g} s")
