@@ -38,14 +38,15 @@ def map_names(model: ModelInfo) -> list[str]:
 
 
 def parse_class(value: str | None, classes: list[str]) -> int:
-    """contract.TOP_CLASS without a value; else the class id of a name or of an id."""
+    """contract.TOP_CLASS without a value; else the class id of a name or of an id
+    (ASCII digits, model.contract.parse_number)."""
     if value is None:
         return contract.TOP_CLASS
-    text = value.strip()
-    if text in classes:
-        return classes.index(text)
-    if text.isdigit() and int(text) < len(classes):
-        return int(text)
+    if value in classes:
+        return classes.index(value)
+    number = contract.parse_number(value, len(classes) - 1)
+    if number is not None:
+        return number
     raise InvalidRequest(
         f"unknown class {value[:50]!r}: give a name ({', '.join(classes)}) or an id 0-{len(classes) - 1}"
     )

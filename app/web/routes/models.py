@@ -25,14 +25,25 @@ def _statuses(model: Model) -> list[dict[str, Any]]:
     return [v.status() for v in sorted(model.versions.values(), key=lambda v: -v.number)]
 
 
+def _skipped(model: Model) -> list[dict[str, str]]:
+    """Folders of the base path that look like versions but are not served, and why."""
+    return [{"folder": name, "reason": why} for name, why in sorted(model.skipped.items())]
+
+
 @router.get("/v1/models", responses={503: ERRORS[503]})
 async def list_models(registry: RegistryDep) -> dict[str, Any]:
-    """Every served model, its versions' states and its labels; `default` is the model
-    that /predict and /feature-maps use without `?model=`."""
+    """Every served model, its versions' states, its labels and the folders of its base
+    path skipped as not versions (`skipped_folders`: `008`, `²`, a link out of the base
+    path); `default` is the model that /predict and /feature-maps use without `?model=`."""
     return {
         "default": registry.default,
         "models": [
-            {"name": m.name, "model_version_status": _statuses(m), "version_labels": dict(m.spec.version_labels)}
+            {
+                "name": m.name,
+                "model_version_status": _statuses(m),
+                "version_labels": dict(m.spec.version_labels),
+                "skipped_folders": _skipped(m),
+            }
             for m in registry.models.values()
         ],
     }
@@ -41,7 +52,8 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
 async def model_status(model_name: ModelName, request: Request, registry: RegistryDep) -> dict[str, Any]:
     """TF Serving's `model_version_status`: every version's state, or the named one's.
     Also, beside it, the name, version, classes, input, feature layers and model card
-    metrics of the newest available version (or of the named one, if available)."""
+    metrics of the newest available version (or of the named one, if available), and the
+    folders of the base path skipped as not versions."""
     name, version, label = path_target(request)
     model = registry.model(name)
     if version is None and label is None:
@@ -51,7 +63,7 @@ async def model_status(model_name: ModelName, request: Request, registry: Regist
         shown = model.find(version, label)
         statuses = [shown.status()]
     info = shown.host.info.info() if shown is not None and shown.host is not None else {}
-    return {**info, "model_version_status": statuses}
+    return {**info, "model_version_status": statuses, "skipped_folders": _skipped(model)}
 
 
 def _tensor(name: str, shape: list[int], dtype: str = "DT_FLOAT") -> dict[str, Any]:
