@@ -140,6 +140,9 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
         lifespan=_lifespan,
         docs_url=None,  # /docs and /redoc come from local assets (app/web/routes/api_docs.py)
         redoc_url=None,
+        # Starlette would answer `/v1/models/` with a redirect whose Location it builds
+        # from the request's Host header (reflected to any client); a 404 says it plainly.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.runtime_loader = runtime_loader
