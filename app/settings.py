@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     model_process_socket: Path | None = Field(
         None, description="set by cifar10-serve for its front processes: the model process's Unix socket"
     )
+    supervisor_pid: int | None = Field(
+        None, ge=1, description="set by cifar10-serve --workers N for its children: they stop when it dies"
+    )
     warmup: bool = Field(True, description="run the model at every batch size before turning ready")
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$")
 

@@ -8,7 +8,7 @@ every block of the image once per scan, in C). Three bounds, all checked before 
 while parsing, none after:
 
 - JPEG scans: at most MAX_JPEG_SCANS start-of-scan markers in the file, counted in C
-  before any decoder sees it (libjpeg-turbo suggests such a limit for untrusted files).
+  before any decoder sees it (libjpeg-turbo's djpeg has `-maxscans` against this attack).
 - Reads: Pillow reads the file through `BudgetedFile`, which refuses the read after
   HEADER_READS while the headers are parsed (markers, chunks, tags and extensions
   before the image data), and after one per READ_BYTES of the file (plus HEADER_READS)
@@ -34,7 +34,7 @@ from app.errors import InvalidImage, Timeout
 
 T = TypeVar("T")
 
-MAX_JPEG_SCANS = 64  # encoders write 1 (baseline) to about 20 (progressive, optimised)
+MAX_JPEG_SCANS = 32  # encoders write 1 (baseline), 10 (libjpeg progressive), about 12 (mozjpeg)
 HEADER_READS = 4096  # a real file's headers take tens to a few hundred reads
 READ_BYTES = 256  # image data: PNG encoders write IDAT chunks of 8-64 KB (3 reads each)
 JPEG_SOS = b"\xff\xda"
