@@ -77,5 +77,6 @@ def test_normal_requests_keep_being_served_while_slow_files_arrive(server: Serve
         "slow files": result["slow"],
     }
     assert [status for status, _ in result["slow"]] == [422] * len(MIX_FILES)
-    assert set(result["statuses"]) == {"200", "422"}, result["statuses"]  # no 504 among the normal requests
+    # No 504 among the normal requests; 499: those in flight when wrk closed its connections.
+    assert "200" in result["statuses"] and set(result["statuses"]) <= {"200", "422", "499"}, result["statuses"]
     assert wrk["errors"] == 0
