@@ -17,7 +17,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=180
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements/serve-${VARIANT}.lock /tmp/requirements.lock
-RUN pip install --no-deps -r /tmp/requirements.lock && pip check
+# Where the lock runs tensorflow-cpu, a metadata-only `tensorflow` says that it provides
+# what tensorflow-serving-api asks for (DEVELOPERS.md, "TensorFlow Serving's stubs").
+COPY packaging/tensorflow-cpu-alias/pyproject.toml /tmp/tensorflow-cpu-alias/
+RUN pip install --no-deps -r /tmp/requirements.lock \
+    && if grep -q '^tensorflow-cpu==' /tmp/requirements.lock; then \
+        pip install --no-deps --no-build-isolation /tmp/tensorflow-cpu-alias; fi \
+    && pip check
 
 # --- the project itself: the service and the serving half of model/ ------------------
 # Not training/, and not model/builders/ or model/reference.py: the service loads

@@ -11,13 +11,17 @@ PORT ?= 8000
 BROWSER_PACKAGES := chromium:chromium chromedriver:chromium-driver
 # Every package pinned, for Linux x86_64 and Python 3.11 (`make lock` writes it).
 LOCK := requirements/dev.lock
+# tensorflow-serving-api asks for `tensorflow`, which tensorflow-cpu provides here: this
+# metadata-only distribution says so to pip check (DEVELOPERS.md, "TensorFlow Serving's stubs").
+TF_ALIAS := packaging/tensorflow-cpu-alias
 
 # The lock's packages exactly (no resolver run), then the project without dependencies.
-$(VENV)/.installed: pyproject.toml $(LOCK)
+$(VENV)/.installed: pyproject.toml $(LOCK) $(TF_ALIAS)/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation ./$(TF_ALIAS)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
 	touch $@
@@ -31,9 +35,11 @@ install: $(VENV)/.installed
 # dev lock's versions, so the image runs what the tests ran.
 UV_COMPILE = $(PY) -m uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) $(UV_ARGS)
+# Where tensorflow-cpu runs, `tensorflow` (which tensorflow-serving-api asks for) stays out
+# of the lock: $(TF_ALIAS) stands for it. The gpu variant runs the real one.
 lock: install
-	$(UV_COMPILE) pyproject.toml --extra dev -o $(LOCK)
-	$(UV_COMPILE) pyproject.toml -c $(LOCK) -o requirements/serve-cpu.lock
+	$(UV_COMPILE) pyproject.toml --extra dev --no-emit-package tensorflow -o $(LOCK)
+	$(UV_COMPILE) pyproject.toml -c $(LOCK) --no-emit-package tensorflow -o requirements/serve-cpu.lock
 	for variant in gpu gpu-jax; do \
 		$(PY) docker/requirements.py --variant $$variant \
 		| $(UV_COMPILE) - -c $(LOCK) -o requirements/serve-$$variant.lock || exit 1; \

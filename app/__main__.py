@@ -5,7 +5,8 @@ model. With `--workers N` (or CIFAR10_WORKERS) above 1, N front processes handle
 HTTP and feed one model process, which holds the only batch queues (app.multiprocess).
 CIFAR10_HOST and CIFAR10_PORT set the defaults of --host and --port (the container
 image listens on 0.0.0.0:8000; replicas sharing the host's network each take their
-own port).
+own port). CIFAR10_GRPC_PORT adds TF Serving's gRPC API on that port, same host (the
+image: 8500); one process only.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def main() -> None:
     settings = Settings()
     workers = args.workers if args.workers is not None else settings.workers
     if workers > 1:
-        from app.multiprocess.supervisor import refuse_model_management, serve
+        from app.multiprocess.supervisor import refuse_grpc, refuse_model_management, serve
 
         refuse_model_management(settings)
+        refuse_grpc(settings)
 
         # Each front is a spawned process: it imports the protocol by name and reads its
         # limits from the same CIFAR10_* environment.

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
@@ -35,15 +36,18 @@ from app.serving.operations import Operation
 from app.serving.poller import Poller
 from app.serving.registry import HostLoader, Registry
 from app.serving.runtimes import ModelLoadError, RuntimeLoader, load_runtime
+from app.serving.service import Service
 from app.settings import Settings
 from app.web.dependencies import INFERENCE_DEPENDENCIES, require_api_key
 from app.web.error_handlers import register_exception_handlers
 from app.web.middleware import AdmissionMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from app.web.policy import inference_routes
-from app.web.routes import explain, feature_maps, health, models, predict, tfserving
+from app.web.routes import explain, feature_maps, health, models, predict, tfserving, v2
 from app.web.routes.api_docs import add_api_docs
-from app.web.state import Service
 from model.contract import ModelDirError
+
+if TYPE_CHECKING:
+    from app.rpc.server import GrpcServer
 
 log = logging.getLogger("cifar10")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -92,6 +96,23 @@ async def _start_registry(settings: Settings, service: Service, runtime_loader: 
     return poller
 
 
+async def _start_grpc(settings: Settings, service: Service) -> GrpcServer:
+    """TF Serving's gRPC API on CIFAR10_GRPC_PORT, in this event loop (app.rpc). Imported
+    only here: its stubs import TensorFlow's protos, which load TensorFlow."""
+    if settings.model_process_socket is not None:
+        raise RuntimeError("gRPC is served in one process only (cifar10-serve --workers 1); unset CIFAR10_GRPC_PORT")
+    try:
+        from app.rpc.server import GrpcServer
+    except ImportError as exc:
+        raise RuntimeError(
+            f"CIFAR10_GRPC_PORT is set, but TF Serving's gRPC stubs cannot be imported ({exc}); "
+            "the gpu-jax image has no TensorFlow for them: unset CIFAR10_GRPC_PORT"
+        ) from exc
+    grpc_server = await GrpcServer.start(service, settings)
+    service.grpc_port = grpc_server.port
+    return grpc_server
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -117,10 +138,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     service.decoder = decoder
     service.ready = True
+    grpc_server = await _start_grpc(settings, service) if settings.grpc_port is not None else None
     try:
         yield
     finally:
         service.ready = False
+        if grpc_server is not None:
+            await grpc_server.stop(settings.request_timeout_s)  # its calls finish on the running batchers
         if polling is not None:
             polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,10 +178,11 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     auth = [Depends(require_api_key)] if settings.api_keys else []
     # The hot routes first: FastAPI matches routes in order, and matching is a
     # measurable share of a request's cost on the event loop.
-    keyed = [predict.router, feature_maps.router, explain.router, tfserving.router, models.router]
+    keyed = [predict.router, feature_maps.router, explain.router, tfserving.router, v2.router, models.router]
     for router in [*keyed, health.metrics_router]:
         app.include_router(router, dependencies=auth)
     app.include_router(health.router)
+    app.include_router(v2.health_router)
     add_api_docs(app)
     # The page needs no key to load: it asks for one and sends it with each API call.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Protocol(StrEnum):
+    """What a request spoke: the `protocol` label of the request metrics and the access log."""
+
+    HTTP = "http"  # the service's own API (/predict, ...), health, metrics, the page
+    TFSERVING_REST = "tfserving-rest"  # /v1/models/...
+    TFSERVING_GRPC = "tfserving-grpc"  # tensorflow.serving.PredictionService and ModelService
+    V2_REST = "v2-rest"  # the Open Inference Protocol: /v2/...
 
 
 class Metrics:
@@ -17,14 +27,14 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "cifar10_requests",
-            "HTTP requests by endpoint and status",
-            ["endpoint", "method", "status"],
+            "requests by endpoint, status and protocol (gRPC: the method's path, POST, the status code's name)",
+            ["endpoint", "method", "status", "protocol"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "cifar10_request_latency_seconds",
-            "HTTP request latency",
-            ["endpoint"],
+            "request latency",
+            ["endpoint", "protocol"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -61,6 +71,11 @@ class Metrics:
             ["model", "state"],
             registry=self.registry,
         )
+
+    def request_done(self, endpoint: str, method: str, status: str, protocol: Protocol, seconds: float) -> None:
+        """Count one request and its latency (every edge calls this)."""
+        self.requests.labels(endpoint, method, status, protocol.value).inc()
+        self.latency.labels(endpoint, protocol.value).observe(seconds)
 
     def observer(self, batcher: str) -> _BatchObserver:
         return _BatchObserver(self, batcher)

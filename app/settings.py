@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         le=64,
         description="HTTP front processes; above 1, one more process holds the model and its batch queue",
     )
+    grpc_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="TF Serving's gRPC API on this port (the image: 8500, TF Serving's); unset = off; 0 = any free port",
+    )
+    grpc_host: str = Field(
+        "127.0.0.1", description="the gRPC address; cifar10-serve sets it to its --host unless given"
+    )
     model_process_socket: Path | None = Field(
         None, description="set by cifar10-serve for its front processes: the model process's Unix socket"
     )

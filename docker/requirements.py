@@ -7,7 +7,9 @@ installs.
 `gpu` swaps the TensorFlow requirement for `tensorflow[and-cuda]`, which brings the
 CUDA and cuDNN libraries as wheels, so the GPU image needs no CUDA base image.
 `gpu-jax` drops TensorFlow for `jax[cuda12]` (CUDA as wheels too): an image for
-CIFAR10_RUNTIME=jax only, which serves the Keras archive beside each SavedModel.
+CIFAR10_RUNTIME=jax only, which serves the Keras archive beside each SavedModel; it
+drops tensorflow-serving-api too, whose stubs import TensorFlow's protos (so no TF
+Serving gRPC there, docs/protocols.md).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ def requirements(variant: str, pyproject: Path = PYPROJECT) -> list[str]:
     deps: list[str] = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     if variant == "cpu":
         return deps
-    tf = [d for d in deps if re.match(r"tensorflow(-cpu)?\b", d)]
+    tf = [d for d in deps if re.match(r"tensorflow(-cpu)?\b(?!-)", d)]
     if variant == "gpu-jax":
-        return [d for d in deps if d not in tf] + [JAX_CUDA]
+        return [d for d in deps if d not in tf and not d.startswith("tensorflow-serving-api")] + [JAX_CUDA]
     version = re.search(r"==\s*([\w.*]+)", tf[0]).group(1) if tf else "2.21.*"  # type: ignore[union-attr]
     return [d for d in deps if d not in tf] + [f"tensorflow[and-cuda]=={version}"]
 

@@ -31,8 +31,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import server_process
 from bench_hostile import rss_mb, statuses
-from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images, wait_ready, wrk
+from bench_serving import WRK_SCRIPT, multipart_bodies, sample_images, wrk
 from hostile_files import (
     SLOW_FILES,
     jpeg_empty_markers,
@@ -44,21 +45,6 @@ from hostile_files import (
 
 ROOT = Path(__file__).resolve().parents[1]
 MIX_FILES = (jpeg_empty_markers, jpeg_many_scans, png_many_chunks)
-
-
-def start(repo: Path, model_dir: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    environment = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_LOG_LEVEL": "warning", **env}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=repo,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, url)
-    return proc, url
 
 
 def amplifiers(jpeg: bytes) -> dict[str, tuple[str, dict[str, object]]]:
@@ -167,7 +153,10 @@ def main() -> None:
     env = dict(kv.split("=", 1) for kv in args.server_env.split(",") if kv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True)
     jpegs = sample_images()
-    proc, url = start(args.repo, args.model_dir, env)
+    server = server_process.start(
+        {"CIFAR10_MODEL_DIR": args.model_dir, "CIFAR10_LOG_LEVEL": "warning", **env}, cwd=args.repo
+    )
+    proc, url = server.proc, server.url
     print(
         f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
         f"{platform.python_version()}; server: {args.repo} at {commit.stdout.strip() or '?'}, {env or 'default settings'}\n"
@@ -214,8 +203,7 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        server_process.stop(proc)
 
 
 if __name__ == "__main__":

@@ -32,24 +32,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import WRK_SCRIPT, free_port, multipart_bodies, sample_images, wait_ready, wrk
+import server_process
+from bench_serving import WRK_SCRIPT, multipart_bodies, sample_images, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def start(repo: Path, model_dir: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *extra],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, url)
-    return proc, url
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -171,7 +157,9 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True
     ).stdout.strip()
     jpegs = sample_images()
-    proc, url = start(args.repo, args.model_dir, args.server_args.split())
+    env = {"CIFAR10_MODEL_DIR": args.model_dir, "CIFAR10_LOG_LEVEL": "warning"}
+    server = server_process.start(env, args=args.server_args.split(), cwd=args.repo)
+    proc, url = server.proc, server.url
     print(
         f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
         f"server: {args.repo} at {commit or '?'}, python -m app {args.server_args}\n"
@@ -204,8 +192,7 @@ def main() -> None:
                     f"p50 {t['p50']:.0f} ms, p99 {t['p99']:.0f} ms, errors {t['errors']}"
                 )
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        server_process.stop(proc)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ import json
 import os
 import platform
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
+import server_process  # noqa: E402
 from loadgen import jpeg_images, predict_request, run_load  # noqa: E402
+from server_process import ServerProcess  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,6 @@ def make_plan(name: str, workers: int, loadgen: int | None) -> Plan:
     raise SystemExit(f"unknown plan {name!r}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -127,12 +121,8 @@ def mean_batch_counts(url: str) -> tuple[float, float] | None:
     return values["cifar10_batch_size_sum"], values["cifar10_batch_size_count"]
 
 
-def start_server(
-    server: Server, model_dir: Path, logs: Path, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str, float]:
-    port = free_port()
+def start_server(server: Server, model_dir: Path, logs: Path, env: dict[str, str]) -> ServerProcess:
     environment = {
-        **os.environ,
         **env,
         "CIFAR10_RUNTIME": server.runtime,
         "CIFAR10_MODEL_DIR": str(model_dir),
@@ -140,35 +130,12 @@ def start_server(
         "CIFAR10_MAX_QUEUE": "16384",
         "CIFAR10_REQUEST_TIMEOUT_S": "60",
         "CIFAR10_LOG_LEVEL": "warning",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     log = logs / (server.label.replace(" ", "_").replace(",", "").replace("+", "") + ".log")
-    started = time.monotonic()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--port", str(port), "--workers", str(server.workers)],
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    while _get(f"{url}/readyz")[0] != 200:
-        if proc.poll() is not None or time.monotonic() - started > 900:
-            stop_server(proc)
-            raise SystemExit(f"{server.label}: the server did not become ready; see {log}")
-        time.sleep(0.5)
-    return proc, url, time.monotonic() - started
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    try:
+        return server_process.start(environment, args=["--workers", str(server.workers)], log=log, ready_timeout_s=900)
+    except server_process.ServerError as exc:
+        raise SystemExit(f"{server.label}: {exc}") from None
 
 
 def raw_model(runtime: str, batch: int, duration_s: float, model_dir: Path) -> dict[str, Any]:
@@ -245,7 +212,8 @@ def table(rows: list[dict[str, Any]], raws: list[dict[str, Any]], header: list[s
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['runtime']} | {r['images']} | {r['concurrency']} | {fmt(r['requests_per_s'])} | "
-            f"{fmt(r['images_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['mean_batch']} | {r['errors']} |"
+            f"{fmt(r['images_per_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['mean_batch']} | "
+            f"{r['errors']}{' (cell timed out)' if r.get('timed_out') else ''} |"
         )
     for r in raws:
         lines.append(
@@ -320,8 +288,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     starts: dict[str, float] = {}
     for server in plan.servers:
-        proc, url, started_s = start_server(server, args.model_dir, args.out / "logs", env)
-        starts[server.label] = started_s
+        started = start_server(server, args.model_dir, args.out / "logs", env)
+        url = started.url
+        starts[server.label] = started.start_seconds
         port = int(url.rsplit(":", 1)[1])
         try:
             for images, concurrency in server.cells:
@@ -352,7 +321,7 @@ def main() -> None:
                     flush=True,
                 )
         finally:
-            stop_server(proc)
+            server_process.stop(started.proc)
     raws = [run_raw(rt, batch, duration, args.model_dir, env) for rt, batch in plan.raw]
     devices = sorted({r["device"] for r in raws})
     header = [

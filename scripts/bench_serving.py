@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -27,6 +26,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import server_process
+from server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
@@ -57,61 +60,15 @@ def sample_images(n: int = 64) -> list[bytes]:
     return images
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(model_dir: str, max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_server(model_dir: str, max_batch: int, max_wait_ms: float) -> ServerProcess:
+    # Plain uvicorn, as the table in docs/benchmark.md was measured.
     env = {
-        **os.environ,
         "CIFAR10_MODEL_DIR": model_dir,
         "CIFAR10_MAX_BATCH_SIZE": str(max_batch),
         "CIFAR10_MAX_WAIT_MS": str(max_wait_ms),
         "CIFAR10_LOG_LEVEL": "warning",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, url)
-    return proc, url
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 300) -> None:
-    """Poll `url`/readyz until it answers 200; raise if the server exits or the time is up."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited during start-up")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"server not ready in {timeout_s:g} s")
+    return server_process.start(env, cli=False, args=["--log-level", "warning", "--no-access-log"])
 
 
 def batch_stats(url: str) -> tuple[float, float]:
@@ -214,7 +171,8 @@ def measure_servers(
     """One server per configuration; one wrk run per concurrency level."""
     rows = []
     for label, max_batch in (("batching on (max 64)", 64), ("batching off (max 1)", 1)):
-        proc, url = start_server(args.model_dir, max_batch, args.max_wait_ms)
+        server = start_server(args.model_dir, max_batch, args.max_wait_ms)
+        url = server.url
         try:
             load(url, bodies, script, 8, 2.0)  # warm the code paths
             for c in levels:
@@ -226,8 +184,7 @@ def measure_servers(
                 rows.append((label, c, result))
                 print(f"  {label:<22} c={c:<4} {result['rps']:8.1f} req/s", file=sys.stderr, flush=True)
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            server_process.stop(server.proc)
     return rows
 
 

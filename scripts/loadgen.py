@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 import numpy as np
 
 BOUNDARY = "cifar10benchboundary"
 GRACE_S = 30.0  # how long after its window a connection may still wait for its last answer
+# How long after its window plus grace a whole cell may take before its processes are
+# killed: one stalled cell must not take the cells after it down (the GPU run of issue 14
+# lost nine cells to one at c=1024).
+CELL_SLACK_S = 15.0
 
 
 def jpeg_images(count: int, seed: int = 0) -> list[bytes]:
@@ -63,6 +66,7 @@ class _Job:
     warmup_s: float
     duration_s: float
     start_at: float  # time.time() at which every process starts, so windows line up
+    grace_s: float  # how long after the window a connection may wait for its last answer
 
 
 async def _connection(
@@ -103,7 +107,7 @@ async def _run(job: _Job) -> tuple[list[float], dict[int, int]]:
     ]
     # A connection the server never answers (never accepted, or a request left hanging)
     # must not hold the benchmark forever: it counts as an error (-2) and is dropped.
-    _, pending = await asyncio.wait(tasks, timeout=job.warmup_s + job.duration_s + GRACE_S)
+    _, pending = await asyncio.wait(tasks, timeout=job.warmup_s + job.duration_s + job.grace_s)
     for task in pending:
         task.cancel()
         statuses[-2] = statuses.get(-2, 0) + 1
@@ -121,17 +125,40 @@ def _process(job: _Job) -> tuple[list[float], dict[int, int]]:
 
 
 def run_load(
-    host: str, port: int, request: bytes, concurrency: int, duration_s: float, warmup_s: float = 1.0, processes: int = 1
-) -> dict[str, float | int | dict[int, int]]:
+    host: str,
+    port: int,
+    request: bytes,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 1.0,
+    processes: int = 1,
+    grace_s: float = GRACE_S,
+) -> dict[str, float | int | bool | dict[int, int]]:
     """Drive `concurrency` connections for warm-up + duration; return the measured window's
     requests/s, p50/p99 ms and status counts (-1: connection errors, -2: no answer
-    within GRACE_S after the window)."""
+    within `grace_s` after the window, -3: the whole cell overstayed and was killed,
+    then `timed_out` is true)."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     start_at = time.time() + 0.5
-    jobs = [_Job(host, port, request, n, warmup_s, duration_s, start_at) for n in shares]
-    with ProcessPoolExecutor(processes, mp_context=get_context("fork")) as pool:
-        results = list(pool.map(_process, jobs))
+    jobs = [_Job(host, port, request, n, warmup_s, duration_s, start_at, grace_s) for n in shares]
+    pool = multiprocessing.get_context("fork").Pool(processes)
+    try:
+        results = pool.map_async(_process, jobs).get(timeout=0.5 + warmup_s + duration_s + grace_s + CELL_SLACK_S)
+    except multiprocessing.TimeoutError:
+        # -3: the cell as a whole overstayed; every connection counts as an error.
+        return {
+            "requests_per_s": float("nan"),
+            "p50_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "ok": 0,
+            "errors": concurrency,
+            "statuses": {-3: concurrency},
+            "timed_out": True,
+        }
+    finally:
+        pool.terminate()  # kills a stalled cell's processes; a no-op for finished ones
+        pool.join()
     latencies = np.array([x for lat, _ in results for x in lat])
     statuses: dict[int, int] = {}
     for _, counts in results:
@@ -145,4 +172,5 @@ def run_load(
         "ok": ok,
         "errors": sum(n for code, n in statuses.items() if code != 200),
         "statuses": statuses,
+        "timed_out": False,
     }

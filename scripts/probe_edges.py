@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import free_port
+import server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models" / "cifar10"
@@ -48,38 +47,20 @@ def png() -> bytes:
 
 
 @contextmanager
-def server(repo: Path, log: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m app` from `repo` on a free port; yields once /readyz answers 200, or
-    with the process already exited (then the caller reads the log)."""
-    port = free_port()
-    environment = {**os.environ, "CIFAR10_MODEL_DIR": str(SHIPPED), "CIFAR10_LOG_LEVEL": "warning", **env}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *args],
-            cwd=repo,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+def server(repo: Path, log: Path, *args: str, **env: str) -> Iterator[server_process.ServerProcess | None]:
+    """`python -m app` from `repo` (scripts/server_process.py), or None if it exits
+    during start-up (the caller reads `log`)."""
     try:
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        yield url, proc
+        started = server_process.start(
+            {"CIFAR10_MODEL_DIR": str(SHIPPED), "CIFAR10_LOG_LEVEL": "warning", **env}, args=args, log=log, cwd=repo
+        )
+    except server_process.ServerError:
+        yield None
+        return
+    try:
+        yield started
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        server_process.stop(started.proc)
 
 
 def raw(url: str, payload: bytes, timeout: float = 10.0) -> bytes:
@@ -135,21 +116,21 @@ def request_cases(url: str) -> dict[str, str]:
 
 FOLDERS = {
     "base path: 2 and ²": ("²",),
-    "base path: 2 and 008 (a copy of version 1)": ("008",),
+    "base path: 2 and 008": ("008",),
     "base path: 2 and 9 (a link to version 6, outside the base path)": ("9",),
 }
 
 
 def model_folder(root: Path, extra: str) -> Path:
-    """A base path holding version 2 (a copy of the shipped one) and `extra`: `²` (an
-    empty folder), `008` (a copy of version 1) or `9` (a link to shipped version 6)."""
+    """A base path holding version 2 (a copy of shipped version 4) and `extra`: `²` (an
+    empty folder), `008` (another copy) or `9` (a link to shipped version 6)."""
     base = root / "cifar10"
     base.mkdir(parents=True)
-    shutil.copytree(SHIPPED / "2", base / "2")
+    shutil.copytree(SHIPPED / "4", base / "2")
     if extra == "9":
         os.symlink(SHIPPED / "6", base / "9")
     elif extra == "008":
-        shutil.copytree(SHIPPED / "1", base / "008")
+        shutil.copytree(SHIPPED / "4", base / "008")
     else:
         (base / extra).mkdir()
     return base
@@ -210,8 +191,9 @@ def _port_free(port: int) -> bool:
 def orphans(repo: Path, scratch: Path, wait_s: float = 60.0) -> dict[str, object]:
     """`--workers 2`, SIGKILL to the supervisor: how long until no child is left and the
     port is free (or what is left after `wait_s`). Leftovers are killed afterwards."""
-    with server(repo, scratch / "workers.log", "--workers", "2", "--graceful-timeout", "5") as (url, proc):
-        port = int(url.rsplit(":", 1)[1])
+    with server(repo, scratch / "workers.log", "--workers", "2", "--graceful-timeout", "5") as started:
+        assert started is not None, (scratch / "workers.log").read_text()[-3000:]
+        proc, port = started.proc, int(started.url.rsplit(":", 1)[1])
         children = _descendants(proc.pid)
         killed = time.monotonic()
         proc.send_signal(signal.SIGKILL)
@@ -240,8 +222,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
         scratch = Path(tmp)
         rows: dict[str, object] = {}
-        with server(args.repo, scratch / "server.log") as (url, _):
-            rows.update(request_cases(url))
+        with server(args.repo, scratch / "server.log") as started:
+            assert started is not None, (scratch / "server.log").read_text()[-3000:]
+            rows.update(request_cases(started.url))
         rows.update(folder_cases(args.repo, scratch))
         rows["--workers 2, supervisor SIGKILLed"] = orphans(args.repo, scratch)
     print(f"server: {args.repo}\n\n| case | outcome |\n|---|---|")

@@ -1,6 +1,6 @@
 """How much of an unloaded model version's memory comes back, with and without what
-app.registry.free_memory does: load, warm and drop a shipped version 21 times in
-one process (alternating cifar10/1 and cifar10/2, frozen after each load as
+app.serving.registry.free_memory does: load, warm and drop a shipped version 21 times in
+one process (alternating cifar10/4 and cifar10/5, frozen after each load as
 app.model_host.start_model does), and print VmRSS after the first and the last.
 
     .venv/bin/python scripts/unload_memory.py          (about 6 minutes on 2 CPUs)
@@ -37,7 +37,7 @@ def run(mode: str) -> None:
     trim = ctypes.CDLL("libc.so.6").malloc_trim
     after = []
     for i in range(LOADS):
-        classifier = Classifier(ROOT / "saved_models" / "cifar10" / str(1 + i % 2), 16)
+        classifier = Classifier(ROOT / "saved_models" / "cifar10" / str(4 + i % 2), 16)
         classifier.warm()
         gc.collect()
         gc.freeze()

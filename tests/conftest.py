@@ -3,7 +3,6 @@ that the tests train for one step and export themselves."""
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 from pathlib import Path
@@ -37,16 +36,6 @@ def real_samples() -> list[tuple[str, str, bytes]]:
                 samples.append((parts[1], parts[2], f.read()))
     assert len(samples) == 50
     return sorted(samples)
-
-
-def png_bytes(pixels: np.ndarray, mode: str | None = None, fmt: str = "PNG", **save: object) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode=mode).save(buf, format=fmt, **save) if mode else Image.fromarray(pixels).save(
-        buf, format=fmt, **save
-    )
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")

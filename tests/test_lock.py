@@ -89,3 +89,16 @@ def test_the_gpu_hosts_wheels_are_the_locked_versions(script: str) -> None:
     named = dict(re.findall(r"\b([A-Za-z][\w.-]*)==([\w.]+)", (ROOT / "scripts" / script).read_text()))
     assert named, script
     assert {canonicalize_name(n): v for n, v in named.items() if dev.get(canonicalize_name(n)) != v} == {}
+
+
+def test_the_tensorflow_alias_names_the_locked_tensorflow_cpu() -> None:
+    # packaging/tensorflow-cpu-alias stands for `tensorflow` (tensorflow-serving-api's
+    # requirement) where the locks run tensorflow-cpu: same version, depending on it,
+    # and the real `tensorflow` wheel is in no lock that has tensorflow-cpu.
+    alias = tomllib.loads((ROOT / "packaging" / "tensorflow-cpu-alias" / "pyproject.toml").read_text())["project"]
+    for lock in ("dev.lock", "serve-cpu.lock"):
+        pinned = pins(LOCKS / lock)
+        assert "tensorflow" not in pinned, lock
+        assert alias["name"] == "tensorflow"
+        assert alias["version"] == pinned["tensorflow-cpu"], lock
+        assert alias["dependencies"] == [f"tensorflow-cpu=={pinned['tensorflow-cpu']}"]

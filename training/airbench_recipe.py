@@ -2,7 +2,7 @@
 
 Backend-neutral on purpose: the JAX device loop (training.airbench_train, for a GPU) and
 Keras's fit (training.train, fastest on a CPU) build the same optimizer and count the
-same steps from these functions.
+same steps from these functions, through training.recipes.AirbenchRecipe.
 """
 
 from __future__ import annotations

@@ -25,13 +25,13 @@ import numpy as np
 
 from model.builders import build_model
 from model.layers import whitening_kernel
-from training.airbench_recipe import make_optimizer, peak_lr, steps_for
 from training.config import TrainConfig
-from training.data import Dataset, load_dataset, stratified_split, whitening_sample
+from training.data import Dataset, load_dataset
+from training.device import device_name
 from training.device_loop import DeviceLoop, LoopResult, lr_table, prepare_train_set, run_loop
-from training.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARITY_FILE, WEIGHTS_FILE
-from training.schedule import WarmupWarmdown
-from training.train import PARITY_BATCH, WHITENING_IMAGES, device_name, softmax, write_history
+from training.recipes import recipe_for
+from training.run_data import RunData
+from training.run_writer import RunWriter, run_record, write_json
 
 SUMMARY_FILE = "summary.json"
 
@@ -74,11 +74,11 @@ def train_seeds(
         raise RuntimeError("the airbench trainer runs on Keras's JAX backend: set KERAS_BACKEND=jax")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+    recipe = recipe_for(cfg)
+    recipe.check(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    data = data or load_dataset(cfg.data)
-    train_idx, val_idx = stratified_split(data.labels, cfg.val_size, cfg.split_seed)
-    x_train, y_train = data.images[train_idx], data.labels[train_idx]
-    x_val, y_val = jnp.asarray(data.images[val_idx]), jnp.asarray(data.labels[val_idx])
+    split = RunData.split(cfg, data or load_dataset(cfg.data))
+    x_val, y_val = jnp.asarray(split.x_val), jnp.asarray(split.y_val)
 
     keras.mixed_precision.set_global_policy("float32")
     eval_model = build_model(cfg.arch, **cfg.model_options())
@@ -86,23 +86,22 @@ def train_seeds(
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_model(cfg.arch, **cfg.model_options())
     keras.mixed_precision.set_global_policy("float32")
-    optimizer = make_optimizer(cfg)
-    loop = DeviceLoop(model, eval_model, optimizer, cfg.label_smoothing)
-    whitening = _Whitening(eval_model, jnp.asarray(whitening_sample(x_train, WHITENING_IMAGES, cfg.split_seed)))
-    per_epoch, total = steps_for(cfg, len(x_train), max_steps)
-    lrs = lr_table(
-        WarmupWarmdown(peak_lr(cfg), total, cfg.lr_warmup, cfg.initial_lr_fraction, cfg.final_lr_fraction), total
-    )
+    # The optimizer's learning rate is a variable the loop sets at every step, from the
+    # recipe's schedule tabled once.
+    loop = DeviceLoop(model, eval_model, recipe.optimizer(cfg), cfg.label_smoothing, recipe.loss_reduction)
+    whitening = _Whitening(eval_model, jnp.asarray(split.whitening_images()))
+    steps = recipe.steps(cfg, len(split.x_train), max_steps)
     options: dict[str, Any] = {
-        "epochs": total / per_epoch,
+        "epochs": steps.total / steps.per_epoch,
         "batch": cfg.batch_size,
-        "lrs": lrs,
-        "whiten_bias_epochs": cfg.whiten_bias_epochs,
+        "lrs": lr_table(recipe.schedule(cfg, steps.total), steps.total),
+        "freezes": recipe.freezes(cfg),
         "lookahead": cfg.lookahead,
         "tta_level": cfg.tta_level,
+        "cutout": cfg.cutout,
         "fit_whitening": whitening,
     }
-    y_train_dev = jnp.asarray(y_train)
+    y_train_dev = jnp.asarray(split.y_train)
 
     compile_run_seconds = None
     if compile_run:
@@ -110,7 +109,7 @@ def train_seeds(
         # another thing): a whole run on random labels, in which every function is
         # compiled, so that nothing the timed runs do is done for the first time.
         random_labels = jax.random.randint(jax.random.key(1), y_train_dev.shape, 0, 10).astype(y_train_dev.dtype)
-        padded = prepare_train_set(jax.random.key(1), x_train, cfg.translate, cfg.flip)
+        padded = prepare_train_set(jax.random.key(1), split.x_train, cfg.translate, cfg.flip)
         started = time.perf_counter()
         run_loop(loop, _fresh_weights(cfg, 1), jax.random.key(1), padded, random_labels, x_val, y_val, **options)
         compile_run_seconds = time.perf_counter() - started
@@ -119,9 +118,9 @@ def train_seeds(
     rows, run_metrics = [], []
     for seed in seeds:
         init = _fresh_weights(cfg, seed)
-        padded = prepare_train_set(jax.random.key(seed), x_train, cfg.translate, cfg.flip)
+        padded = prepare_train_set(jax.random.key(seed), split.x_train, cfg.translate, cfg.flip)
         result = run_loop(loop, init, jax.random.key(seed + 1_000_003), padded, y_train_dev, x_val, y_val, **options)
-        acc, acc_tta, parity = _evaluate(loop, result, x_val, y_val, cfg.tta_level)
+        acc, acc_tta = _evaluate(loop, result, x_val, y_val, cfg.tta_level)
         row = {
             "seed": seed,
             "val_accuracy": acc,
@@ -135,17 +134,7 @@ def train_seeds(
         rows.append(row)
         print(json.dumps(row), flush=True)
         run_metrics.append(
-            _write_run(
-                out / f"seed-{seed}",
-                cfg.replace(seed=seed),
-                eval_model,
-                result,
-                row,
-                data,
-                len(train_idx),
-                len(val_idx),
-                parity,
-            )
+            _write_run(RunWriter(out / f"seed-{seed}"), cfg.replace(seed=seed), loop, eval_model, result, row, split)
         )
 
     summary = _summary(cfg, rows, compile_run_seconds)
@@ -157,60 +146,47 @@ def train_seeds(
             compile_run_seconds=summary["compile_run_seconds"],
             seed_statistics=summary["statistics"],
         )
-        (out / f"seed-{row['seed']}" / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        RunWriter(out / f"seed-{row['seed']}").metrics(metrics)
+    write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
-def _evaluate(
-    loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_level: int
-) -> tuple[float, float, dict[str, Any]]:
-    """Accuracy of the float32 network (what export ships), and its parity batch."""
+def _evaluate(loop: DeviceLoop, result: LoopResult, x_val: Any, y_val: Any, tta_level: int) -> tuple[float, float]:
+    """Accuracy of the float32 network (what export ships), without and with TTA."""
     tv, ntv = result.trainable, result.non_trainable
     acc = float(loop.accuracy(tv, ntv, x_val, y_val, level=0, full_precision=True))
     acc_tta = float(loop.accuracy(tv, ntv, x_val, y_val, level=tta_level, full_precision=True))
-    batch = x_val[:PARITY_BATCH]
-    parity = {
-        "images": np.asarray(batch),
-        "probabilities": softmax(np.asarray(loop.logits(tv, ntv, batch, level=0, full_precision=True))),
-        "probabilities_tta": softmax(np.asarray(loop.logits(tv, ntv, batch, level=tta_level, full_precision=True))),
-    }
-    return acc, acc_tta, parity
+    return acc, acc_tta
 
 
 def _write_run(
-    out: Path,
+    writer: RunWriter,
     cfg: TrainConfig,
+    loop: DeviceLoop,
     model: keras.Model,
     result: LoopResult,
     row: dict[str, Any],
-    data: Dataset,
-    n_train: int,
-    n_val: int,
-    parity: dict[str, Any],
+    split: RunData,
 ) -> dict[str, Any]:
     """Write a run folder but its metrics.json, and return those metrics."""
-    out.mkdir(parents=True)
-    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+    writer.config(cfg)
     for variable, value in zip(
         model.trainable_variables + model.non_trainable_variables, result.trainable + result.non_trainable, strict=True
     ):
         variable.assign(np.asarray(value))
-    model.save_weights(out / WEIGHTS_FILE)
-    np.savez(out / PARITY_FILE, **parity)
-    write_history(out / HISTORY_FILE, result.history)
+    writer.weights(model)
+    tv, ntv = result.trainable, result.non_trainable
+    writer.parity(
+        split.parity_images(),
+        lambda images, level: loop.logits(tv, ntv, jnp.asarray(images), level=level, full_precision=True),
+        cfg.tta_level,
+    )
+    writer.history(result.history)
+    record = run_record(cfg, model, split)
     return {
-        "arch": cfg.arch,
-        "params": int(model.count_params()),
-        "epochs": cfg.epochs,
+        **record,
         **row,
-        "backend": keras.backend.backend(),
-        "device": device_name(),
         "precision": "bfloat16 compute, float32 batch norm and weights" if cfg.mixed_precision else "float32",
-        "data_source": data.source,
-        "data_sha256": data.sha256,
-        "train_images": n_train,
-        "val_images": n_val,
     }
 
 

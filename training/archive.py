@@ -53,7 +53,7 @@ def _parity(archive: keras.Model, saved: Path, layers: tuple[str, ...], images: 
     loaded = tf.saved_model.load(str(saved))
     batch = tf.constant(images)
     expected = {k: v.numpy() for k, v in loaded.signatures[contract.FEATURE_MAPS_SIGNATURE](image=batch).items()}
-    features = keras.Model(archive.inputs, [archive.get_layer(name).output for name in layers] + [archive.outputs[0]])
+    features = keras.Model(archive.input, [archive.get_layer(name).output for name in layers] + [archive.outputs[0]])
     *maps, logits = (keras.ops.convert_to_numpy(t) for t in features(images, training=False))
     got = {name: m.astype(np.float32) for name, m in zip(layers, maps, strict=True)}
     got[contract.PROBABILITIES] = keras.ops.convert_to_numpy(keras.ops.softmax(logits.astype(np.float32)))

@@ -2,8 +2,9 @@
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
 the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says. The
-user's mistakes (a wrong preset, an existing output, a missing run or model) are
-checked before that import, and reported in one line with exit code 2.
+user's mistakes (a wrong preset, a missing data source, an existing output, a missing
+run or model) are checked before that import, and reported in one line with exit code
+2. The import itself keeps TensorFlow's start-up notices off stderr (training.quiet).
 """
 
 from __future__ import annotations
@@ -148,9 +149,19 @@ def _train_airbench(args: argparse.Namespace) -> dict[str, Any]:
     return summary["statistics"]
 
 
+def _check_data(source: str) -> None:
+    # The readers (training.data) say more about a source that exists; a missing one is
+    # worth telling before a framework loads and before a run folder is made.
+    if source != "keras" and not Path(source).exists():
+        raise UsageError(f"data source {source} does not exist (--data: a folder, .tar.gz, .zip or 'keras')")
+
+
 def _check(args: argparse.Namespace) -> None:
     """The checks that need no framework: run before TensorFlow or JAX loads."""
+    if args.command in ("evaluate", "reexport"):
+        _check_data(args.data)
     if args.command == "train":
+        _check_data(_train_config(args).data)
         if args.seeds:
             parse_seeds(args.seeds)
         if not _on_device_loop(args) and (args.seeds or args.no_compile_run):
@@ -186,8 +197,6 @@ def _check(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train" and _on_device_loop(args):
-        # Its trainer is written for JAX; Keras reads the backend once, at import.
-        os.environ.setdefault("KERAS_BACKEND", "jax")
         _train_airbench(args)
     elif args.command == "train":
         from training.train import train
@@ -247,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _check(args)
+        if args.command == "train" and _on_device_loop(args):
+            # Its trainer is written for JAX; Keras reads the backend once, at import.
+            os.environ.setdefault("KERAS_BACKEND", "jax")
+        from training.quiet import import_keras
+
+        import_keras()
         _run(args)
     except (UsageError, RunFolderError, ModelDirError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

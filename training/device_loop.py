@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from model.builders.airbench import tta_logits
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
+from training.augment import MEAN_PIXEL, cutout_masks
 from training.lookahead import decay_after
 from training.optimizer import TorchSGD
 
@@ -51,8 +53,15 @@ class DeviceLoop:
     """
 
     def __init__(
-        self, model: keras.Model, eval_model: keras.Model, optimizer: TorchSGD, label_smoothing: float
+        self,
+        model: keras.Model,
+        eval_model: keras.Model,
+        optimizer: TorchSGD,
+        label_smoothing: float,
+        loss_reduction: str = "sum",
     ) -> None:
+        if loss_reduction not in ("sum", "sum_over_batch_size"):
+            raise ValueError(f"unknown loss reduction {loss_reduction!r}")
         self.model = model
         self.eval_model = eval_model
         self.optimizer = optimizer
@@ -60,6 +69,7 @@ class DeviceLoop:
         self._lr_index = next(i for i, v in enumerate(optimizer.variables) if v.path.endswith("/learning_rate"))
         self.initial_optimizer_state = [jnp.asarray(v.value) for v in optimizer.variables]
         self.label_smoothing = label_smoothing
+        self.summed = loss_reduction == "sum"
         self.step = jax.jit(self._step, donate_argnums=(0,))
         self.lookahead = jax.jit(self._lookahead, donate_argnums=(0, 1))
         self.logits = jax.jit(self._logits, static_argnames=("level", "full_precision"))
@@ -74,13 +84,14 @@ class DeviceLoop:
         def loss_fn(tv: list[Any]) -> tuple[Any, list[Any]]:
             logits, ntv = self.model.stateless_call(tv, non_trainable, x, training=True)
             logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-            return -jnp.sum(target * logp), ntv  # summed over the batch, as airbench
+            loss = -jnp.sum(target * logp)  # summed over the batch (airbench's), or its mean
+            return (loss if self.summed else loss / x.shape[0]), ntv
 
         (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
         opt = list(opt)
         opt[self._lr_index] = lr.astype(opt[self._lr_index].dtype)
         trainable, opt = self.optimizer.stateless_apply(opt, grads, trainable)
-        return (trainable, non_trainable, opt), loss / x.shape[0]
+        return (trainable, non_trainable, opt), loss / x.shape[0] if self.summed else loss
 
     @staticmethod
     def _lookahead(average: list[Any], weights: list[Any], decay: Any) -> tuple[list[Any], list[Any]]:
@@ -116,10 +127,13 @@ class DeviceLoop:
         return jnp.mean(preds == y)
 
 
-def epoch_batches(key: Any, padded: Any, labels: Any, mirror: Any, steps: int, batch: int) -> tuple[Any, Any]:
+def epoch_batches(
+    key: Any, padded: Any, labels: Any, mirror: Any, steps: int, batch: int, cutout: int = 0
+) -> tuple[Any, Any]:
     """One epoch of airbench's augmentation: a random crop of every (pre-flipped,
-    reflect-padded) image, the whole set mirrored on odd epochs, shuffled, cut into
-    `steps` batches (the partial last batch dropped)."""
+    reflect-padded) image, the whole set mirrored on odd epochs, a `cutout`-pixel square
+    of each set to the mean colour (airbench96's; 0: none), shuffled, cut into `steps`
+    batches (the partial last batch dropped)."""
     crop_key, perm_key = jax.random.split(key)
     size = IMAGE_SHAPE[0]
     r = (padded.shape[1] - size) // 2
@@ -128,11 +142,16 @@ def epoch_batches(key: Any, padded: Any, labels: Any, mirror: Any, steps: int, b
         padded, shifts
     )
     crops = jnp.where(mirror, crops[:, :, ::-1], crops)
+    if cutout:
+        # A key of its own, so that the recipes without cutout draw exactly as before.
+        corners = jax.random.randint(jax.random.fold_in(key, 1), (padded.shape[0], 2), 0, size - cutout + 1)
+        masks = cutout_masks(corners, cutout, size, xp=jnp)
+        crops = jnp.where(masks[..., None], jnp.asarray(MEAN_PIXEL, crops.dtype), crops)
     order = jax.random.permutation(perm_key, padded.shape[0])[: steps * batch]
     return crops[order].reshape(steps, batch, *crops.shape[1:]), labels[order].reshape(steps, batch)
 
 
-epoch_batches_jit = jax.jit(epoch_batches, static_argnames=("steps", "batch"))
+epoch_batches_jit = jax.jit(epoch_batches, static_argnames=("steps", "batch", "cutout"))
 
 
 def prepare_train_set(key: Any, images: np.ndarray, translate: int, flip: bool) -> Any:
@@ -164,13 +183,15 @@ def run_loop(
     epochs: float,
     batch: int,
     lrs: np.ndarray,
-    whiten_bias_epochs: int,
+    freezes: Mapping[int, Sequence[str]],
     lookahead: bool,
     tta_level: int,
+    cutout: int = 0,
     fit_whitening: Any = None,
 ) -> LoopResult:
     """Train from `init` (fresh weights) and evaluate; `fit_whitening(trainable,
-    non_trainable)` runs inside the timed part, as airbench times its whitening fit."""
+    non_trainable)` runs inside the timed part, as airbench times its whitening fit.
+    `freezes` (the recipe's) maps an epoch to the parameter groups frozen from then on."""
     steps_per_epoch = padded.shape[0] // batch
     total = len(lrs)
     started = time.perf_counter()
@@ -178,19 +199,19 @@ def run_loop(
     if fit_whitening is not None:
         trainable, non_trainable = fit_whitening(trainable, non_trainable)
     opt = [jnp.array(v) for v in loop.initial_optimizer_state]
-    scale_index = _scale_index(loop.optimizer, "whiten_bias")
     state = (trainable, non_trainable, opt)
     average = [jnp.array(w) for w in trainable + non_trainable] if lookahead else None
     losses, val_accs = [], []
     step = 0
     for epoch in range(math.ceil(epochs)):
-        if scale_index is not None and epoch == whiten_bias_epochs:
+        for group in freezes.get(epoch, ()):
             opt = list(state[2])
-            opt[scale_index] = jnp.zeros_like(opt[scale_index])  # frozen from here on
+            index = _scale_index(loop.optimizer, group)
+            opt[index] = jnp.zeros_like(opt[index])  # frozen from here on, without a retrace
             state = (state[0], state[1], opt)
         key, epoch_key = jax.random.split(key)
         xs, ys = epoch_batches_jit(
-            epoch_key, padded, labels, jnp.asarray(epoch % 2 == 1), steps=steps_per_epoch, batch=batch
+            epoch_key, padded, labels, jnp.asarray(epoch % 2 == 1), steps=steps_per_epoch, batch=batch, cutout=cutout
         )
         epoch_loss = []
         for i in range(steps_per_epoch):
@@ -221,8 +242,6 @@ def run_loop(
     return LoopResult(state[0], state[1], train_seconds, eval_seconds, step, history[-1]["val_accuracy"], tta, history)
 
 
-def _scale_index(optimizer: TorchSGD, group: str) -> int | None:
-    if group not in optimizer.group_scales:
-        return None
+def _scale_index(optimizer: TorchSGD, group: str) -> int:
     target = optimizer.scale_variable(group)
     return next(i for i, v in enumerate(optimizer.variables) if v is target)

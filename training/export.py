@@ -52,7 +52,7 @@ class _Servable(tf.Module):
         self.model = model
         self._tta_level = tta_level
         self.feature_model = keras.Model(
-            model.inputs, [model.get_layer(name).output for name in layers] + [model.outputs[0]]
+            model.input, [model.get_layer(name).output for name in layers] + [model.outputs[0]]
         )
         self.labels = tf.saved_model.Asset(str(labels))
         self._layers = layers

@@ -42,6 +42,18 @@ def refuse_model_management(settings: Settings) -> None:
         )
 
 
+def refuse_grpc(settings: Settings) -> None:
+    """gRPC runs in one process: its stubs import TensorFlow's protos, which would load
+    TensorFlow in every front (the fronts load no framework by design), and the fronts
+    share one HTTP socket that uvicorn hands them, which grpc has no way to take. Say
+    so at once instead of starting without it."""
+    if settings.grpc_port is not None:
+        raise SystemExit(
+            "cifar10-serve --workers N (N > 1) serves HTTP only: unset CIFAR10_GRPC_PORT (or set it empty), "
+            "or serve gRPC with one process (--workers 1) (docs/protocols.md)"
+        )
+
+
 async def _probe(path: Path) -> bool:
     try:
         client = await ModelProcessClient.connect(path)

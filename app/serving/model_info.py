@@ -35,6 +35,11 @@ class ModelInfo:
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
 
+    def explain_maps(self) -> list[str]:
+        """The maps an explanation holds: Grad-CAM per feature layer (the last is the last
+        convolutional block), then saliency."""
+        return [contract.GRADCAM_PREFIX + name for name in self.layer_names()] + [contract.SALIENCY]
+
     def info(self) -> dict[str, Any]:
         card = self.card
         return {

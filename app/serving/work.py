@@ -1,20 +1,26 @@
-"""A request's work, whatever protocol it came by: decoding in the decode pool and
-batched inference, both inside the request's deadline, with the service's overload
-policy. The one place batcher outcomes become domain errors (429, 503, 504, 499).
-No web framework here: an edge passes in how to tell that its client went away.
+"""A request's work, whatever protocol it came by: the version it leased, decoding in
+the decode pool and batched inference, both inside the request's deadline, with the
+service's overload policy. The one place batcher outcomes become domain errors (429,
+503, 504, 499). No web framework here: an edge passes in how to tell that its client
+went away (HTTP), or cancels the call's task (gRPC).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.errors import ClientClosed, NotReady, Overloaded, Timeout
+from app.errors import ClientClosed, NotReady, OperationUnavailable, Overloaded, Timeout
 from app.serving.batcher import BatcherClosed, BatchQueue, QueueFull
+from app.serving.host import Host
+from app.serving.model_info import ModelInfo
+from app.serving.operations import Operation
+from app.serving.service import Service
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,6 +86,9 @@ async def run_batched(
         waiting.add(watch)
     try:
         done, _ = await asyncio.wait(waiting, timeout=deadline.remaining(), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        submit.cancel()  # the caller was cancelled (a gRPC client went away): drop its items
+        raise
     finally:
         if watch is not None:
             watch.cancel()
@@ -97,3 +106,58 @@ async def run_batched(
         ) from None
     except BatcherClosed:
         raise NotReady("the service is shutting down") from None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one inference request holds, whatever its protocol: the version it leased,
+    the decode pool and its deadline."""
+
+    host: Host
+    decoder: Executor
+    deadline: Deadline
+
+    @property
+    def model(self) -> ModelInfo:
+        return self.host.info
+
+    def require(self, operation: Operation) -> None:
+        """A 4xx that says why, if the served version cannot answer `operation`."""
+        reason = self.model.unavailable.get(operation)
+        if reason is not None:
+            raise OperationUnavailable(reason, operation)
+
+    async def decode(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Run `calls` (decoding, parsing) in the decode pool, within the deadline."""
+        return await off_loop(self.decoder, calls, self.deadline)
+
+    async def submit(
+        self, operation: Operation, items: Sequence[Any], departed: Callable[[], Awaitable[None]] | None = None
+    ) -> list[Any]:
+        """`items` through the version's batcher of `operation`, within the deadline;
+        dropped if `departed` returns (or the caller is cancelled) first."""
+        self.require(operation)
+        return await run_batched(self.host.batchers[operation], items, self.deadline, departed)
+
+
+@contextmanager
+def leased(
+    service: Service,
+    name: str | None,
+    version: int | None,
+    label: str | None,
+    timeout_s: float,
+    retry_after_s: int,
+) -> Iterator[Work]:
+    """The version a request names, held for the request's whole duration, so the
+    version it started on is not unloaded under it (app.serving.registry); NotReady
+    before the lifespan has loaded the models, NotFound for what is not served."""
+    if not service.ready or service.registry is None or service.decoder is None:
+        raise NotReady("the service is not ready")
+    registry = service.registry
+    version_held = registry.acquire(name, version, label)
+    try:
+        assert version_held.host is not None  # acquire hands out AVAILABLE versions only
+        yield Work(version_held.host, service.decoder, Deadline.start(timeout_s, retry_after_s))
+    finally:
+        registry.release(version_held)

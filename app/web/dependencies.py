@@ -14,9 +14,7 @@ All of them are `async def` on purpose: they never block, and FastAPI runs a pla
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -25,16 +23,15 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
-from app.errors import APIError, InvalidRequest, NotFound, NotReady, OperationUnavailable, Unauthorized
+from app.errors import APIError, InvalidRequest, NotFound, NotReady
 from app.imaging.budget import run_until
-from app.serving.host import Host
-from app.serving.model_info import ModelInfo
+from app.serving.api_keys import check_api_key
 from app.serving.operations import Operation
 from app.serving.registry import Registry
-from app.serving.work import Deadline, off_loop, run_batched
+from app.serving.service import Service
+from app.serving.work import Work, leased
 from app.settings import Settings
 from app.web.policy import reject_unknown_query
-from app.web.state import Service
 from model import contract
 
 T = TypeVar("T")
@@ -97,32 +94,20 @@ def path_target(request: Request) -> tuple[str, int | None, str | None]:
 
 
 @dataclass(frozen=True)
-class Inference:
+class Inference(Work):
     """What an inference route needs, resolved by one dependency: the leased version,
-    the decode pool and the deadline. FastAPI solves each dependency node per request
-    (12% of the event loop's time under load, py-spy), so it is one node."""
+    the decode pool, the deadline (app.serving.work.Work) and the settings. FastAPI
+    solves each dependency node per request (12% of the event loop's time under load,
+    py-spy), so it is one node."""
 
     settings: Settings
-    host: Host
-    decoder: Executor
-    deadline: Deadline
-
-    @property
-    def model(self) -> ModelInfo:
-        return self.host.info
-
-    def require(self, operation: Operation) -> None:
-        """A 4xx that says why, if the served version cannot answer `operation`."""
-        reason = self.model.unavailable.get(operation)
-        if reason is not None:
-            raise OperationUnavailable(reason, operation)
 
     async def decode(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Run `calls` (decoding, parsing, building a large answer) in the decode pool,
         within the deadline; a decode in them stops at its first read after the deadline
         (app.imaging.budget), so an expired request does not keep the pool busy."""
         until = self.deadline.monotonic()
-        return await off_loop(self.decoder, [partial(run_until, until, call) for call in calls], self.deadline)
+        return await super().decode([partial(run_until, until, call) for call in calls])
 
     async def run(self, operation: Operation, items: Sequence[Any], request: Request) -> list[Any]:
         """`items` through the version's batcher of `operation`, within the deadline;
@@ -135,25 +120,16 @@ class Inference:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        return await run_batched(self.host.batchers[operation], items, self.deadline, departed)
+        return await self.submit(operation, items, departed)
 
 
 @contextmanager
 def _leased(request: Request, name: str | None, version: int | None, label: str | None) -> Iterator[Inference]:
-    """The version the request names, held for the request's whole duration, so the
-    version it started on is not unloaded under it (app.serving.registry)."""
+    """The version the request names, held for the request's whole duration."""
     service: Service = request.app.state.service
     settings: Settings = request.app.state.settings
-    if not service.ready or service.registry is None or service.decoder is None:
-        raise NotReady("the service is not ready")
-    registry = service.registry
-    leased = registry.acquire(name, version, label)
-    try:
-        assert leased.host is not None  # acquire hands out AVAILABLE versions only
-        deadline = Deadline.start(settings.request_timeout_s, settings.retry_after_s)
-        yield Inference(settings, leased.host, service.decoder, deadline)
-    finally:
-        registry.release(leased)
+    with leased(service, name, version, label, settings.request_timeout_s, settings.retry_after_s) as work:
+        yield Inference(work.host, work.decoder, work.deadline, settings)
 
 
 async def get_inference(
@@ -179,10 +155,4 @@ INFERENCE_DEPENDENCIES = (get_inference, get_path_inference)
 
 async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """With keys configured, accept `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
-    if not settings.api_keys:
-        return
-    auth = request.headers.get("authorization", "")
-    offered = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    # Compare against every key in constant time, so timing reveals nothing.
-    if not any(secrets.compare_digest(offered.encode(), key.encode()) for key in settings.api_keys):
-        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    check_api_key(settings.api_keys, request.headers.get("authorization", ""), request.headers.get("x-api-key", ""))

@@ -15,9 +15,11 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, error_body
+from app.errors import PayloadTooLarge
 from app.metrics import Metrics
 from app.serving.admission import REFUSAL, Admission
+from app.web.error_handlers import error_content
+from app.web.policy import protocol_of
 from model import contract
 
 access_log = logging.getLogger("cifar10.access")
@@ -58,16 +60,17 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or scope.get(ADMISSION_ENDPOINT) or "unmatched"
-            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(elapsed)
+            protocol = protocol_of(scope["path"])
+            self.metrics.request_done(endpoint, scope["method"], str(status), protocol, elapsed)
             access_log.info(
-                '%s "%s %s" %d %.1fms request_id=%s',
+                '%s "%s %s" %d %.1fms request_id=%s protocol=%s',
                 (scope.get("client") or ("-",))[0],
                 escape(scope["method"]),
                 escape(scope["path"]),
                 status,
                 elapsed * 1000,
                 request_id,
+                protocol.value,
             )
 
 
@@ -88,12 +91,16 @@ class AdmissionMiddleware:
         self.app = app
         self.admission = admission
         self.routes = routes
-        self._refusal = json.dumps(error_body("overloaded", REFUSAL)).encode()
-        self._headers: list[tuple[bytes, bytes]] = [
+
+    def _refusal(self, path: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        _, content = error_content(path, 429, "overloaded", REFUSAL)
+        body = json.dumps(content).encode()
+        headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._refusal)).encode()),
-            (b"retry-after", str(admission.retry_after_s).encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(self.admission.retry_after_s).encode()),
         ]
+        return headers, body
 
     def _inference_route(self, scope: Scope) -> APIRoute | None:
         for route in self.routes:
@@ -109,8 +116,9 @@ class AdmissionMiddleware:
             return
         if not self.admission.try_enter():
             scope[ADMISSION_ENDPOINT] = route.path
-            await send({"type": "http.response.start", "status": 429, "headers": self._headers})
-            await send({"type": "http.response.body", "body": self._refusal})
+            headers, body = self._refusal(scope["path"])
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         try:
             await self.app(scope, receive, send)
@@ -133,7 +141,7 @@ class BodyLimitMiddleware:
         # The parser has checked the header; one that does not parse is left to the streamed count.
         declared = contract.parse_number(length.decode("latin-1"), 1 << 62) if length is not None else None
         if declared is not None and declared > self.limit:
-            await _send_413(send, self.limit)
+            await _send_413(send, self.limit, scope["path"])
             return
         received = 0
 
@@ -150,8 +158,9 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(error_body("payload_too_large", f"request body exceeds {limit} bytes")).encode()
+async def _send_413(send: Send, limit: int, path: str) -> None:
+    _, content = error_content(path, 413, "payload_too_large", f"request body exceeds {limit} bytes")
+    body = json.dumps(content).encode()
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

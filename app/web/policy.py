@@ -14,6 +14,18 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from app.errors import InvalidRequest
+from app.metrics import Protocol
+
+# Path prefix -> the protocol its routes speak; anything else is the service's own API.
+PROTOCOL_PREFIXES = (("/v2", Protocol.V2_REST), ("/v1/models", Protocol.TFSERVING_REST))
+
+
+def protocol_of(path: str) -> Protocol:
+    """The protocol a request path speaks (the metrics' label, the error body's shape)."""
+    for prefix, protocol in PROTOCOL_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + ":"):
+            return protocol
+    return Protocol.HTTP
 
 
 def _dependants(dependant: Dependant) -> Iterator[Dependant]:

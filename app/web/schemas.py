@@ -88,3 +88,9 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class ErrorResponseV2(BaseModel):
+    """The Open Inference Protocol's error shape, on /v2 routes only."""
+
+    error: str

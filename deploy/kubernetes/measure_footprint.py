@@ -26,6 +26,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import server_process  # noqa: E402
+
 _spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "scripts" / "bench_serving.py")
 assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
@@ -65,31 +68,6 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def start(model_dir: str) -> tuple[subprocess.Popen[bytes], str, float]:
-    port = bench.free_port()
-    env = {**os.environ, "CIFAR10_MODEL_DIR": model_dir, "CIFAR10_LOG_LEVEL": "warning", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    while time.monotonic() - started < 300:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited during start-up")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url, time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server not ready in 300 s")
 
 
 def phase(
@@ -139,9 +117,11 @@ def main() -> None:
     out: dict[str, object] = {
         "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}"
     }
-    proc, url, ready_s = start(args.model_dir)
+    env = {"CIFAR10_MODEL_DIR": args.model_dir, "CIFAR10_LOG_LEVEL": "warning"}
+    server = server_process.start(env)
+    proc, url = server.proc, server.url
     try:
-        out["ready_seconds"] = ready_s
+        out["ready_seconds"] = server.start_seconds
         out["warm_rss_mib"] = status_kib(proc.pid, "VmRSS") / 1024
         out["threads"] = len(os.listdir(f"/proc/{proc.pid}/task"))
         with tempfile.TemporaryDirectory(prefix="footprint-") as scratch:

@@ -1,8 +1,11 @@
-"""airbench94's network (Jordan, 2024), ported to Keras 3 layer for layer.
+"""airbench's networks (Jordan, 2024), ported to Keras 3 layer for layer.
 
-whitening conv 2x2 (frozen kernel, trained bias) -> GELU -> 3 groups of
-[conv3x3 -> max-pool 2 -> batch norm -> GELU -> conv3x3 -> batch norm -> GELU]
+airbench94 and 95: whitening conv 2x2 (frozen kernel, trained bias) -> GELU -> 3 groups
+of [conv3x3 -> max-pool 2 -> batch norm -> GELU -> conv3x3 -> batch norm -> GELU]
 -> global max-pool -> linear (no bias) -> x 1/9. No residual connections.
+airbench96 (`block_convs=3`): each group has a third conv, and a residual connection
+over the last two: [conv -> pool -> BN -> GELU = x0 -> conv -> BN -> GELU -> conv -> BN,
++ x0 -> GELU]; its batch norms keep PyTorch's default momentum (`bn_momentum=0.9`).
 
 What differs from the `fast` network, and why it is kept here as airbench has it:
 batch norm with PyTorch momentum 0.4 (Keras 0.6), eps 1e-12, no scale and a
@@ -31,7 +34,8 @@ from model.layers import PartialDirac, PatchWhitening, Standardise, torch_unifor
 
 FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
 WIDTHS = (64, 256, 256)  # airbench94; airbench93 uses 64/128/128
-BN_MOMENTUM = 0.6  # Keras convention: PyTorch's momentum 0.4
+BN_MOMENTUM = 0.6  # Keras convention: PyTorch's momentum 0.4 (airbench94/95)
+BLOCK_CONVS = (2, 3)  # convs per group: airbench94/95, airbench96
 BN_EPSILON = 1e-12
 LOGIT_SCALE = 1.0 / 9.0
 TTA_LEVELS = (0, 1, 2)  # none, mirror, mirror + two one-pixel shifts
@@ -49,12 +53,12 @@ def _conv(width: int, name: str, data_format: str) -> keras.layers.Conv2D:
     )
 
 
-def _batch_norm(name: str, data_format: str) -> keras.layers.BatchNormalization:
+def _batch_norm(name: str, data_format: str, momentum: float) -> keras.layers.BatchNormalization:
     # float32 whatever the global policy: airbench keeps its batch norms in float32
     # while the convs run in half precision.
     return keras.layers.BatchNormalization(
         axis=1 if data_format == "channels_first" else -1,
-        momentum=BN_MOMENTUM,
+        momentum=momentum,
         epsilon=BN_EPSILON,
         center=True,
         scale=False,
@@ -63,21 +67,35 @@ def _batch_norm(name: str, data_format: str) -> keras.layers.BatchNormalization:
     )
 
 
-def _group(x: keras.KerasTensor, width: int, name: str, data_format: str) -> keras.KerasTensor:
+def _group(
+    x: keras.KerasTensor, width: int, name: str, data_format: str, convs: int, bn_momentum: float
+) -> keras.KerasTensor:
     x = _conv(width, f"{name}_conv1", data_format)(x)
     x = keras.layers.MaxPooling2D(2, data_format=data_format, name=f"{name}_pool")(x)
-    x = _batch_norm(f"{name}_bn1", data_format)(x)
+    x = _batch_norm(f"{name}_bn1", data_format, bn_momentum)(x)
     x = keras.layers.Activation("gelu", name=f"{name}_gelu1")(x)
+    x0 = x
     x = _conv(width, f"{name}_conv2", data_format)(x)
-    x = _batch_norm(f"{name}_bn2", data_format)(x)
+    x = _batch_norm(f"{name}_bn2", data_format, bn_momentum)(x)
     x = keras.layers.Activation("gelu", name=f"{name}_gelu2")(x)
+    if convs == 3:
+        x = _conv(width, f"{name}_conv3", data_format)(x)
+        x = _batch_norm(f"{name}_bn3", data_format, bn_momentum)(x)
+        x = keras.layers.Add(name=f"{name}_add")([x, x0])
+        x = keras.layers.Activation("gelu", name=f"{name}_gelu3")(x)
     return keras.layers.Identity(name=name)(x)
 
 
 def build_airbench(
-    widths: Sequence[int] = WIDTHS, float32_stem: bool = False, data_format: str = "channels_last"
+    widths: Sequence[int] = WIDTHS,
+    float32_stem: bool = False,
+    data_format: str = "channels_last",
+    block_convs: int = 2,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> keras.Model:
     """Build the network; it maps uint8 NHWC images to float32 logits.
+
+    `block_convs` 3 and `bn_momentum` 0.9 with widths 128/384/512 build airbench96's.
 
     The whitening kernel is a placeholder until `adapt` fits it to training images.
     `float32_stem` keeps the standardisation and the whitening conv in float32 under a
@@ -91,6 +109,8 @@ def build_airbench(
         raise ValueError(f"airbench needs three positive widths, got {tuple(widths)}")
     if data_format not in DATA_FORMATS:
         raise ValueError(f"unknown data_format {data_format!r}; choose one of {', '.join(DATA_FORMATS)}")
+    if block_convs not in BLOCK_CONVS:
+        raise ValueError(f"airbench groups have {' or '.join(map(str, BLOCK_CONVS))} convs, got {block_convs}")
     inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
     stem_dtype = "float32" if float32_stem else None
     x = Standardise(dtype=stem_dtype, name="standardise")(inputs)
@@ -100,7 +120,7 @@ def build_airbench(
     x = keras.layers.Activation("gelu", name="stem_gelu")(x)
     x = keras.layers.Identity(name="stem")(x)
     for i, width in enumerate(widths, start=1):
-        x = _group(x, width, f"block{i}", data_format)
+        x = _group(x, width, f"block{i}", data_format, block_convs, bn_momentum)
     x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="global_pool")(x)
     x = keras.layers.Dense(NUM_CLASSES, use_bias=False, kernel_initializer=torch_uniform(), name="linear")(x)
     logits = keras.layers.Rescaling(LOGIT_SCALE, dtype="float32", name="logits")(x)

@@ -37,7 +37,9 @@ def fake_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @asynccontextmanager
 async def serving(settings: Settings, runtime_loader: RuntimeLoader = load_runtime) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, runtime_loader)
-    async with LifespanManager(app, startup_timeout=120) as manager:
+    # Generous: shutdown drains and frees every version (a full garbage collection each),
+    # which took over the default 5 s with several versions on a loaded 2-core box.
+    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

@@ -16,8 +16,7 @@ import pytest
 from app.web import answers
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import LAYERS, fake_loader
-from tests.app.test_api import assert_error
-from tests.conftest import png_bytes
+from tests.helpers import assert_error, png_bytes
 
 pytestmark = pytest.mark.anyio
 NOISE = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -16,7 +16,7 @@ from PIL import Image
 from app.web.schemas import FeatureMapsResponse, PredictResponse, TFServingResponse
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import fake_loader
-from tests.conftest import png_bytes
+from tests.helpers import assert_error, png_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -29,14 +29,6 @@ async def client(fake_model):
     settings = make_settings(fake_model, max_upload_bytes=256 * 1024, max_images_per_request=4)
     async with serving(settings, fake_loader) as c:
         yield c
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    assert body["error"]["code"] == code
-    return body["error"]
 
 
 async def test_health_and_readiness(client) -> None:
@@ -294,7 +286,7 @@ async def test_metrics(client) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200
     text = r.text
-    assert 'cifar10_requests_total{endpoint="/predict",method="POST",status="200"}' in text
+    assert 'cifar10_requests_total{endpoint="/predict",method="POST",protocol="http",status="200"}' in text
     for name in (
         "cifar10_request_latency_seconds_bucket",
         "cifar10_batch_size_bucket",

@@ -16,7 +16,7 @@ from app.imaging.overlay import COLORMAP, colorize, overlay
 from app.web.schemas import ExplainResponse
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import LAYERS, fake_loader, fake_loader_without_explain
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.anyio
 

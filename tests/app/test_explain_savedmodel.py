@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.app.conftest import make_settings, serving
-from tests.app.test_api import assert_error
-from tests.conftest import SHIPPED, png_bytes
+from tests.conftest import SHIPPED
+from tests.helpers import assert_error, png_bytes
 
 pytestmark = pytest.mark.anyio
 PIXELS = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)

@@ -19,8 +19,7 @@ from app.multiprocess.model_process import ModelProcess
 from app.serving.host import start_model
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import fake_loader
-from tests.app.test_api import assert_error
-from tests.conftest import png_bytes
+from tests.helpers import assert_error, png_bytes
 
 pytestmark = pytest.mark.anyio
 IMAGES = [png_bytes(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)) for i in range(3)]

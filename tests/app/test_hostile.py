@@ -16,12 +16,12 @@ from asgi_lifespan import LifespanManager
 from prometheus_client import generate_latest
 
 from app.main import create_app
+from app.serving.admission import REFUSAL
 from app.web import uploads
 from app.web.middleware import AdmissionMiddleware
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import fake_loader
-from tests.app.test_api import assert_error
-from tests.conftest import png_bytes
+from tests.helpers import assert_error, png_bytes
 
 pytestmark = pytest.mark.anyio
 IMAGE = png_bytes(np.zeros((32, 32, 3), dtype=np.uint8))
@@ -97,13 +97,13 @@ OVER_FLOAT = json.dumps({"instances": [[[[0, 0, 0]] * 32] * 32]}).replace("[0, 0
         ),
     ],
 )
-async def test_tf_serving_hostile_json_is_a_4xx(tiny_model, body: bytes, status: int, code: str) -> None:
-    async with serving(make_settings(tiny_model)) as client:
+async def test_tf_serving_hostile_json_is_a_4xx(fake_model, body: bytes, status: int, code: str) -> None:
+    async with serving(make_settings(fake_model), fake_loader) as client:
         r = await client.post("/v1/models/cifar10:predict", content=body, headers={"content-type": "application/json"})
         assert_error(r, status, code)
 
 
-async def test_images_decode_in_the_pool_not_on_the_event_loop(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_images_decode_in_the_pool_not_on_the_event_loop(fake_model, monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
     real = uploads.decode_image
 
@@ -112,7 +112,7 @@ async def test_images_decode_in_the_pool_not_on_the_event_loop(tiny_model, monke
         return real(*args)
 
     monkeypatch.setattr(uploads, "decode_image", recording)
-    async with serving(make_settings(tiny_model)) as client:
+    async with serving(make_settings(fake_model), fake_loader) as client:
         r = await client.post(
             "/predict", files=[("files", ("a.png", IMAGE, "image/png")), ("files", ("b.png", IMAGE, "image/png"))]
         )
@@ -121,7 +121,7 @@ async def test_images_decode_in_the_pool_not_on_the_event_loop(tiny_model, monke
     assert all(name.startswith("decode") for name in threads), threads
 
 
-async def test_decoding_counts_against_the_request_deadline(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_decoding_counts_against_the_request_deadline(fake_model, monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
 
     def stuck(*args: Any) -> np.ndarray:
@@ -129,7 +129,7 @@ async def test_decoding_counts_against_the_request_deadline(tiny_model, monkeypa
         return np.zeros((32, 32, 3), dtype=np.uint8)
 
     monkeypatch.setattr(uploads, "decode_image", stuck)
-    async with serving(make_settings(tiny_model, request_timeout_s=0.5)) as client:
+    async with serving(make_settings(fake_model, request_timeout_s=0.5), fake_loader) as client:
         try:
             r = await client.post("/predict", files={"file": ("a.png", IMAGE, "image/png")})
         finally:
@@ -139,8 +139,8 @@ async def test_decoding_counts_against_the_request_deadline(tiny_model, monkeypa
         assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_disconnect_mid_body_is_not_a_500(tiny_model) -> None:
-    app = create_app(make_settings(tiny_model))
+async def test_disconnect_mid_body_is_not_a_500(fake_model) -> None:
+    app = create_app(make_settings(fake_model), fake_loader)
     async with LifespanManager(app, startup_timeout=120) as manager:
         body = multipart()
         sent = await call(manager.app, [{"type": "http.request", "body": body[:100], "more_body": True}])
@@ -154,9 +154,9 @@ def _predicted_images(metrics_text: str) -> float:
     return float(line.split()[-1])
 
 
-async def test_items_of_disconnected_clients_never_reach_the_model(tiny_model) -> None:
+async def test_items_of_disconnected_clients_never_reach_the_model(fake_model) -> None:
     # A 200 ms batch window: the disconnect lands while the item waits for its batch.
-    app = create_app(make_settings(tiny_model, max_wait_ms=200, max_batch_size=64))
+    app = create_app(make_settings(fake_model, max_wait_ms=200, max_batch_size=64), fake_loader)
     async with LifespanManager(app, startup_timeout=120) as manager:
         gone = await call(manager.app, [{"type": "http.request", "body": multipart(), "more_body": False}])
         assert gone[0]["status"] == 499
@@ -249,7 +249,10 @@ async def test_requests_beyond_capacity_get_429_at_once(fake_model: Path, monkey
             assert await asyncio.to_thread(started.wait, 10)
             for path in _inference_paths():
                 r = await client.post(path, files={"file": ("b.png", IMAGE, "image/png")})
-                assert_error(r, 429, "overloaded")
+                if path.startswith("/v2/"):  # the Open Inference Protocol's own error shape
+                    assert r.status_code == 429 and r.json() == {"error": REFUSAL}
+                else:
+                    assert_error(r, 429, "overloaded")
                 assert r.headers["retry-after"] == "3"
             assert (await client.get("/healthz")).status_code == 200  # never refused
             assert (await client.get("/v1/models/cifar10")).status_code == 200  # status is not inference
@@ -260,9 +263,9 @@ async def test_requests_beyond_capacity_get_429_at_once(fake_model: Path, monkey
         assert r.status_code == 200  # the slot was given back
 
 
-async def test_streamed_body_over_the_limit_closes_the_connection(tiny_model) -> None:
+async def test_streamed_body_over_the_limit_closes_the_connection(fake_model) -> None:
     # Without Connection: close, uvicorn kept reading (and discarding) the rest of the body.
-    app = create_app(make_settings(tiny_model, max_upload_bytes=4096))
+    app = create_app(make_settings(fake_model, max_upload_bytes=4096), fake_loader)
     async with LifespanManager(app, startup_timeout=120) as manager:
         head = multipart(b"")[: -len(f"\r\n--{BOUNDARY}--\r\n")]
         chunks = [{"type": "http.request", "body": head, "more_body": True}]

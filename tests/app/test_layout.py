@@ -1,7 +1,8 @@
 """The app's packages and the direction of their imports (docs/architecture.md): the
-serving core and the imaging code import no web framework, the web edge never reaches
-into the multi-process design, and the top-level modules import none of the packages.
-Checked statically over every module, and at run time for the serving core."""
+serving core, the imaging code and the protocols' data import no web framework and no
+gRPC, the two edges (web: HTTP, rpc: gRPC) never import each other nor reach into the
+multi-process design, and the top-level modules import none of the packages. Checked
+statically over every module, and at run time for the serving core."""
 
 from __future__ import annotations
 
@@ -17,16 +18,39 @@ from tests.conftest import ROOT
 
 APP = ROOT / "app"
 WEB_FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "httptools", "multipart")
-PACKAGES = ("app.serving", "app.web", "app.imaging", "app.multiprocess")
+RPC = ("grpc", "grpc_health", "tensorflow_serving")  # gRPC and the protos its edge speaks
+FRAMEWORKS = ("tensorflow", "jax", "keras")
+PACKAGES = ("app.serving", "app.web", "app.rpc", "app.protocols", "app.imaging", "app.multiprocess")
 # Package (or top-level module) -> what its modules must not import.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "app.serving": (*WEB_FRAMEWORKS, "app.web", "app.imaging", "app.multiprocess", "tensorflow", "jax", "keras"),
-    "app.imaging": (*WEB_FRAMEWORKS, "app.web", "app.serving", "app.multiprocess"),
-    "app.multiprocess": ("fastapi", "starlette", "app.web"),
-    "app.web": ("app.multiprocess", "tensorflow", "jax", "keras"),
-    "app.errors": (*WEB_FRAMEWORKS, *PACKAGES),
-    "app.settings": (*WEB_FRAMEWORKS, *PACKAGES),
-    "app.metrics": (*WEB_FRAMEWORKS, *PACKAGES),
+    "app.serving": (
+        *WEB_FRAMEWORKS,
+        *RPC,
+        *FRAMEWORKS,
+        "app.web",
+        "app.rpc",
+        "app.protocols",
+        "app.imaging",
+        "app.multiprocess",
+    ),
+    "app.imaging": (*WEB_FRAMEWORKS, *RPC, "app.web", "app.rpc", "app.protocols", "app.serving", "app.multiprocess"),
+    "app.protocols": (*WEB_FRAMEWORKS, *RPC, *FRAMEWORKS, "app.web", "app.rpc", "app.multiprocess"),
+    "app.multiprocess": ("fastapi", "starlette", *RPC, "app.web", "app.rpc"),
+    "app.web": (*RPC, *FRAMEWORKS, "app.multiprocess", "app.rpc"),
+    # TF Serving's protos import from tensorflow.core (which loads TensorFlow: the TF runtime
+    # has it loaded anyway); nothing else of a framework.
+    "app.rpc": (
+        *WEB_FRAMEWORKS,
+        "tensorflow.python",
+        "tensorflow.compat",
+        "jax",
+        "keras",
+        "app.web",
+        "app.multiprocess",
+    ),
+    "app.errors": (*WEB_FRAMEWORKS, *RPC, *PACKAGES),
+    "app.settings": (*WEB_FRAMEWORKS, *RPC, *PACKAGES),
+    "app.metrics": (*WEB_FRAMEWORKS, *RPC, *PACKAGES),
 }
 
 
@@ -76,13 +100,14 @@ def test_every_module_sits_in_a_package_or_is_a_named_top_level_one() -> None:
     }
 
 
-def test_the_serving_core_runs_without_a_web_framework() -> None:
+def test_the_serving_core_runs_without_a_web_framework_or_grpc() -> None:
     script = (
         "import importlib, json, pkgutil, sys\n"
-        "import app.serving\n"
-        "for info in pkgutil.walk_packages(app.serving.__path__, 'app.serving.'):\n"
-        "    importlib.import_module(info.name)\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {list(WEB_FRAMEWORKS)!r})))\n"
+        "import app.serving, app.protocols\n"
+        "for package in (app.serving, app.protocols):\n"
+        "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {[*WEB_FRAMEWORKS, *RPC]!r})))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -10,6 +10,7 @@ import pytest
 
 from model.contract import served_name
 from tests.app.conftest import make_settings, serving
+from tests.app.fake_model import fake_loader
 
 pytestmark = pytest.mark.anyio
 
@@ -36,12 +37,12 @@ def test_served_name_is_the_folder_name(folder: str, name: str) -> None:
     ],
 )
 async def test_tf_serving_path_uses_the_served_name(
-    tiny_model: Path, tmp_path: Path, setting: str | None, served: str
+    fake_model: Path, tmp_path: Path, setting: str | None, served: str
 ) -> None:
-    # tiny_model's card was written for a folder named cifar10; the folder served decides.
+    # fake_model's folder is named cifar10; the folder served decides.
     folder = tmp_path / "tiny"
-    folder.symlink_to(tiny_model, target_is_directory=True)
-    async with serving(make_settings(folder, model_name=setting)) as client:
+    folder.symlink_to(fake_model, target_is_directory=True)
+    async with serving(make_settings(folder, model_name=setting), fake_loader) as client:
         info = await client.get(f"/v1/models/{served}")
         assert info.status_code == 200
         assert info.json()["name"] == served

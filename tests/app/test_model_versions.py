@@ -24,7 +24,7 @@ from app.serving.model_config import ModelConfigError, read_config_file
 from model import contract
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import FakeRuntime, fake_loader, write_fake_model
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.anyio
 IMAGE = png_bytes(np.full((32, 32, 3), 90, dtype=np.uint8))

@@ -10,15 +10,15 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from app.serving.classifier import ModelLoadError
 from tests.app.conftest import make_settings, serving
-from tests.app.test_api import assert_error
-from tests.conftest import png_bytes
+from tests.app.fake_model import fake_loader, write_fake_model
+from tests.helpers import assert_error, png_bytes
 
 pytestmark = pytest.mark.anyio
 IMAGE = png_bytes(np.zeros((32, 32, 3), dtype=np.uint8))
 
 
-async def test_api_keys(tiny_model) -> None:
-    async with serving(make_settings(tiny_model, api_keys="k1, k2")) as client:
+async def test_api_keys(fake_model) -> None:
+    async with serving(make_settings(fake_model, api_keys="k1, k2"), fake_loader) as client:
         files = {"file": ("a.png", IMAGE, "image/png")}
         assert_error(await client.post("/predict", files=files), 401, "unauthorized")
         assert_error(
@@ -35,8 +35,8 @@ async def test_api_keys(tiny_model) -> None:
             assert (await client.get(path)).status_code == 200
 
 
-async def test_queue_full_is_429_with_retry_after(tiny_model) -> None:
-    async with serving(make_settings(tiny_model, max_queue=1, retry_after_s=7)) as client:
+async def test_queue_full_is_429_with_retry_after(fake_model) -> None:
+    async with serving(make_settings(fake_model, max_queue=1, retry_after_s=7), fake_loader) as client:
         files = [("files", ("a.png", IMAGE, "image/png")), ("files", ("b.png", IMAGE, "image/png"))]
         r = await client.post("/predict", files=files)
         assert_error(r, 429, "overloaded")
@@ -45,14 +45,14 @@ async def test_queue_full_is_429_with_retry_after(tiny_model) -> None:
         assert ok.status_code == 200
 
 
-async def test_deadline_is_504(tiny_model) -> None:
-    async with serving(make_settings(tiny_model, request_timeout_s=1e-6)) as client:
+async def test_deadline_is_504(fake_model) -> None:
+    async with serving(make_settings(fake_model, request_timeout_s=1e-6), fake_loader) as client:
         r = await client.post("/predict", files={"file": ("a.png", IMAGE, "image/png")})
         assert_error(r, 504, "timeout")
 
 
-async def test_not_ready_before_startup(tiny_model) -> None:
-    app = create_app(make_settings(tiny_model))  # lifespan not run: nothing loaded
+async def test_not_ready_before_startup(fake_model) -> None:
+    app = create_app(make_settings(fake_model), fake_loader)  # lifespan not run: nothing loaded
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.get("/healthz")).status_code == 200
         assert_error(await client.get("/readyz"), 503, "not_ready")
@@ -76,14 +76,12 @@ async def test_corrupt_model_fails_startup(tmp_path) -> None:
             pass
 
 
-async def test_highest_version_is_served(tiny_model, tmp_path) -> None:
-    import shutil
-
+async def test_highest_version_is_served(fake_model, tmp_path) -> None:
     root = tmp_path / "cifar10"  # the folder names the served model
-    shutil.copytree(tiny_model / "1", root / "2")
-    shutil.copytree(tiny_model / "1", root / "10")
+    write_fake_model(root, version=2)
+    write_fake_model(root, version=10)
     (root / "notes").mkdir()
-    async with serving(make_settings(root)) as client:
+    async with serving(make_settings(root), fake_loader) as client:
         r = await client.get("/v1/models/cifar10")
         assert r.status_code == 200
         assert r.json()["version"] == "10"

@@ -16,7 +16,7 @@ import pytest
 from model import contract
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import fake_loader, write_fake_model
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 IMAGE = png_bytes(np.full((32, 32, 3), 90, dtype=np.uint8))
 TWENTY_DIGITS = "12345678901234567890"

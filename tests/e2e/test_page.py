@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.server_process import running
 from tests.conftest import ROOT, SHIPPED, SHIPPED_TUTORIAL
-from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
@@ -33,15 +33,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     {
                         "name": "cifar10",
                         "base_path": str(SHIPPED),
-                        "model_version_policy": {"specific": {"versions": [1, 6]}},
+                        "model_version_policy": {"specific": {"versions": [4, 6]}},
                     },
                     {"name": "cifar10-tutorial", "base_path": str(SHIPPED_TUTORIAL)},
                 ]
             }
         )
     )
-    with uvicorn_server(folder / "page.log", CIFAR10_MODEL_CONFIG_FILE=str(config)) as (url, _):
-        yield url
+    with running({"CIFAR10_MODEL_CONFIG_FILE": str(config)}, cli=False, log=folder / "page.log") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_choose_model_and_version(server: str, browser, real_samples, tmp_path: 
         Select(driver.find_element(By.ID, "version-select")),
     )
     assert [o.text for o in models.options] == ["cifar10", "cifar10-tutorial"]
-    assert [o.text for o in versions.options] == ["newest", "6", "1"]
+    assert [o.text for o in versions.options] == ["newest", "6", "4"]
     cls, name, data = real_samples[7]
     image = tmp_path / name
     image.write_bytes(data)
@@ -221,9 +221,9 @@ def test_choose_model_and_version(server: str, browser, real_samples, tmp_path: 
         wait(driver, lambda d: text in d.find_element(By.ID, "answered-by").text)
 
     answered_by("cifar10, version 6")
-    versions.select_by_value("1")  # the same image again, on version 1
-    answered_by("cifar10, version 1")
-    wait(driver, lambda d: "version 1 (fast network)" in d.find_element(By.ID, "model-info").text)
+    versions.select_by_value("4")  # the same image again, on version 4
+    answered_by("cifar10, version 4")
+    wait(driver, lambda d: "version 4 (fast network)" in d.find_element(By.ID, "model-info").text)
     models.select_by_value("cifar10-tutorial")
     answered_by("cifar10-tutorial, version 1")
     assert [o.text for o in Select(driver.find_element(By.ID, "version-select")).options] == ["newest", "1"]

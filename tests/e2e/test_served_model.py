@@ -14,16 +14,17 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
-from tests.e2e.server import uvicorn_server
+from scripts.server_process import running
+from tests.conftest import ROOT, SHIPPED
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with uvicorn_server(tmp_path_factory.mktemp("logs") / "server.log") as (url, _):
-        yield url
+    env = {"CIFAR10_MODEL_DIR": str(SHIPPED)}
+    with running(env, cli=False, log=tmp_path_factory.mktemp("logs") / "server.log") as started:
+        yield started.url
 
 
 def test_labels_real_training_images(server: str, real_samples) -> None:
@@ -149,7 +150,9 @@ def test_explain_on_the_shipped_model_as_the_readme_shows(server: str) -> None:
 def test_sigterm_drains_accepted_requests(tmp_path: Path, real_samples) -> None:
     log = tmp_path / "drain.log"
     # A long batch window keeps the accepted requests queued when SIGTERM arrives.
-    with uvicorn_server(log, CIFAR10_MAX_WAIT_MS="1000", CIFAR10_MAX_BATCH_SIZE="64") as (url, proc):
+    env = {"CIFAR10_MODEL_DIR": str(SHIPPED), "CIFAR10_MAX_WAIT_MS": "1000", "CIFAR10_MAX_BATCH_SIZE": "64"}
+    with running(env, cli=False, log=log) as started:
+        url, proc = started.url, started.proc
 
         async def scenario() -> list[int]:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:

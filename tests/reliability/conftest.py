@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.e2e.server import uvicorn_server
+from scripts.server_process import running
+from tests.conftest import ROOT, SHIPPED
 
 FIGURES: dict[str, Any] = {}
 # Short head/body deadlines so the slow-client cases finish quickly.
@@ -51,8 +51,8 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("reliability") / "server.log"
-    with uvicorn_server(log, cli=True, **SERVER_ENV) as (url, proc):
-        yield Server(url, proc, log)
+    with running({"CIFAR10_MODEL_DIR": str(SHIPPED), **SERVER_ENV}, log=log) as started:
+        yield Server(started.url, started.proc, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,8 +1,8 @@
 """Live model versions under load (issue 16), against a real server (`python -m app`)
-polling a model folder that starts with a copy of the shipped `cifar10/1`, with 64
+polling a model folder that starts with a copy of the shipped `cifar10/4`, with 64
 clients posting single images to /predict the whole time:
 
-1. a new version (`cifar10/2`, copied in while the poll watches) replaces it with
+1. a new version (`cifar10/5`, copied in while the poll watches) replaces it with
    zero failed requests, and the responses' `model.version` switches;
 2. a corrupt version is refused with zero failed requests, the old one answering;
 3. after 20 more swaps, the process's resident memory is back within 10% of what it
@@ -24,15 +24,16 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SHIPPED, png_bytes
-from tests.e2e.server import uvicorn_server
+from scripts.server_process import running
+from tests.conftest import SHIPPED
+from tests.helpers import png_bytes
 from tests.reliability.conftest import FIGURES, Server
 
 pytestmark = pytest.mark.reliability
 CONCURRENCY = 64
 POLL_S = 0.25
 IMAGE = png_bytes(np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8))
-SOURCES = (SHIPPED / "1", SHIPPED / "2")  # two small real versions (5 MB each)
+SOURCES = (SHIPPED / "4", SHIPPED / "5")  # two real versions (10 and 16 MB), both small networks
 
 
 def copy_version(source: Path, target: Path) -> None:
@@ -117,8 +118,8 @@ def versioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server
         "CIFAR10_MAX_BATCH_SIZE": "16",  # fewer buckets to warm per version: faster swaps
         "CIFAR10_LOG_LEVEL": "info",
     }
-    with uvicorn_server(root / "server.log", cli=True, **env) as (url, proc):
-        yield Server(url, proc, root / "server.log"), model_dir
+    with running(env, log=root / "server.log") as server:
+        yield Server(server.url, server.proc, root / "server.log"), model_dir
 
 
 def threads(server: Server) -> int:

@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from scripts.server_process import running
 from tests.app.test_hostile import DEEP, HUGE_INT, OVER_FLOAT_INT
 from tests.app.test_images import MALFORMED_TIFF
-from tests.conftest import ROOT
-from tests.e2e.server import uvicorn_server
+from tests.conftest import ROOT, SHIPPED
 from tests.reliability.conftest import FIGURES, SERVER_ENV, Server
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -365,7 +365,8 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     image = CORPUS["jpeg-RGB"]
     outcomes: dict[str, str] = {}  # request id -> status or transport error
 
-    with uvicorn_server(log, cli=True, **SERVER_ENV) as (url, proc):
+    with running({"CIFAR10_MODEL_DIR": str(SHIPPED), **SERVER_ENV}, log=log) as started:
+        url, proc = started.url, started.proc
 
         async def client_loop(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
             while not stop.is_set():

@@ -29,7 +29,10 @@ def _tiny(**changes: object) -> TrainConfig:
 
 
 def test_steps_are_airbenchs_whole_batches_and_fractional_epochs() -> None:
-    from training.train import _steps
+    from training.recipes import recipe_for
+
+    def _steps(cfg: TrainConfig, train_images: int, max_steps: int | None):  # the loop's count, from the recipe
+        return recipe_for(cfg).steps(cfg, train_images, max_steps)
 
     steps = _steps(PRESETS["airbench94"], 45_000, None)
     assert (steps.per_epoch, steps.total, steps.epochs) == (43, 426, 10)
@@ -40,10 +43,11 @@ def test_steps_are_airbenchs_whole_batches_and_fractional_epochs() -> None:
 
 def test_airbench_compiles_airbenchs_optimizer_and_a_summed_loss() -> None:
     from training.optimizer import TorchSGD
+    from training.run_data import RunData
     from training.train import _build
 
     cfg = _tiny()
-    model, _ = _build(cfg, _data().images, total_steps=6)
+    model, _ = _build(cfg, RunData.split(cfg, _data()), total_steps=6)
     assert isinstance(model.optimizer, TorchSGD)
     assert model.loss.reduction == "sum"
     assert {g.name for g in model.optimizer.groups} == {"bn_bias", "whiten_bias"}

@@ -183,3 +183,43 @@ def test_old_run_configs_load_under_the_new_names() -> None:
     old = TrainConfig.from_json({"arch": "seed", "preset": "seed", "warmup": 0.05, "seed": 3})
     assert (old.arch, old.preset, old.lr_warmup, old.seed) == ("tutorial", "tutorial-modern", 0.05, 3)
     assert old == TrainConfig.from_json(old.to_json())
+
+
+def env_without_frameworks(folder: Path, **extra: str) -> dict[str, str]:
+    """As env_without_tensorflow, but Keras, JAX and PyTorch fail to import too."""
+    env = env_without_tensorflow(folder, **extra)
+    (folder / "sitecustomize.py").write_text(
+        (folder / "sitecustomize.py")
+        .read_text()
+        .replace(
+            'if name == "tensorflow" or name.startswith("tensorflow."):',
+            'if name.split(".")[0] in ("tensorflow", "keras", "jax", "torch"):',
+        )
+    )
+    return env
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["train", "--preset", "cpu88"], id="train"),
+        pytest.param(["train", "--preset", "airbench94", "--seeds", "0-1"], id="train-device-loop"),
+        pytest.param(["evaluate", "saved_models/cifar10"], id="evaluate"),
+    ],
+)
+def test_missing_data_is_reported_before_any_framework_and_before_the_run_folder(
+    tmp_path: Path, args: list[str]
+) -> None:
+    env = env_without_frameworks(tmp_path / "no-frameworks", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    missing = tmp_path / "nowhere" / "cifar10.tar.gz"
+    extra = ["--out", str(tmp_path / "run")] if args[0] == "train" else []
+    done = subprocess.run(
+        [sys.executable, "-m", "training", *args, "--data", str(missing), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(done, str(missing), "does not exist")
+    assert not (tmp_path / "run").exists()

@@ -33,8 +33,11 @@ def test_shipped_signature_matches_the_recomputation(version: str) -> None:
     assert card["export"]["reexport"]["top_class_changes"] == 0
     images, _ = validation_images(card, str(SHARED_DATA), 8)
     model = keras.saving.load_model(path / contract.KERAS_ARCHIVE_FILE, compile=False)
-    # For the top class and for another class per image, every output within 1e-3.
-    assert explain_parity(tf.saved_model.load(str(path)), model, tuple(card["feature_layers"]), images) < 1e-3
+    # For the top class and for another class per image, every output within 1e-3, or
+    # within what float32 leaves undetermined where a max-pool window is nearly tied
+    # (explain_reference.NUDGE): it raises otherwise. (A flat 1e-3 failed here for
+    # cifar10/4 on a 2-core Xeon: a saliency map 1.5e-3 off, issue 27 item 9.)
+    explain_parity(tf.saved_model.load(str(path)), model, tuple(card["feature_layers"]), images)
 
 
 def test_the_signature_refuses_a_class_that_does_not_exist(tiny_model: Path) -> None:
@@ -123,3 +126,24 @@ def test_reexport_cli_mistakes_are_one_line(tmp_path: Path, folder: str, words: 
     from tests.training.test_cli import assert_one_line_error, cli
 
     assert_one_line_error(cli(tmp_path, "reexport", folder), *words)
+
+
+def test_parity_refuses_a_wrong_saliency(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tolerance grows only where a map is undetermined: a recomputation whose
+    # chain rule uses other channel scales than the signature's is still refused.
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training import explain_reference
+
+    path = contract.latest_version_dir(tiny_model)
+    card = json.loads((path / contract.MODEL_CARD_FILE).read_text())
+    images = np.random.default_rng(3).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    model = keras.saving.load_model(path / contract.KERAS_ARCHIVE_FILE, compile=False)
+    layers = tuple(card["feature_layers"])
+    loaded = tf.saved_model.load(str(path))
+    explain_reference.explain_parity(loaded, model, layers, images)  # as exported: passes
+    monkeypatch.setattr(explain_reference.contract, "CHANNEL_STD", (1.0, 3.0, 9.0))
+    with pytest.raises(ValueError, match="saliency of image"):
+        explain_reference.explain_parity(loaded, model, layers, images)

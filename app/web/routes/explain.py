@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from app.errors import InvalidRequest
 from app.imaging.encode import encode_png
 from app.imaging.overlay import DEFAULT_SCALE, overlay
-from app.serving.model_info import ModelInfo
 from app.serving.operations import Operation
 from app.web.answers import VALUE_BYTES, check_size, json_answer, png_bytes_bound
 from app.web.dependencies import InferenceDep
@@ -30,12 +29,6 @@ EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the served model cannot explain (no explain signature, or jax)"},
     422: {"model": ErrorResponse, "description": ERRORS[422]["description"] + ", an unknown class or map name"},
 }
-
-
-def map_names(model: ModelInfo) -> list[str]:
-    """The maps an explanation holds: Grad-CAM per feature layer (the last is the last
-    convolutional block), then saliency."""
-    return [contract.GRADCAM_PREFIX + name for name in model.layer_names()] + [contract.SALIENCY]
 
 
 def parse_class(value: str | None, classes: list[str]) -> int:
@@ -88,7 +81,7 @@ async def explain(
     served = inference.model
     inference.require(Operation.EXPLAIN)
     target = parse_class(class_, served.classes)
-    names = map_names(served)
+    names = served.explain_maps()
     chosen = _chosen_map(map, names)
     if format == "json":
         maps = len([chosen] if chosen else names)
