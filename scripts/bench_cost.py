@@ -51,6 +51,7 @@ def amplifiers(jpeg: bytes) -> dict[str, tuple[str, dict[str, object]]]:
     """name -> (URL path with query, httpx arguments)."""
     one = {"files": {"file": ("a.jpg", jpeg, "image/jpeg")}}
     b64 = base64.b64encode(jpeg).decode()
+    image = {"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}
     return {
         "/feature-maps, JSON, all layers (reference)": ("/feature-maps", one),
         "/feature-maps?layers=stem,stem,... (1.4 KB URL)": (repeated_layers_url(), one),
@@ -66,6 +67,10 @@ def amplifiers(jpeg: bytes) -> dict[str, tuple[str, dict[str, object]]]:
         ":predict, signature explain, 64 b64 JPEGs": (
             "/v1/models/cifar10:predict",
             {"json": {"signature_name": "explain", "instances": [{"b64": b64}] * 64}},
+        ),
+        "/v2 infer, JSON, output stem named 90 times (3 KB body)": (
+            "/v2/models/cifar10/infer",
+            {"json": {"inputs": [image], "outputs": [{"name": "stem"}] * 90}},
         ),
     }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.protocols.json_writer import render
 from app.web import answers
 from tests.app.conftest import make_settings, serving
 from tests.app.fake_model import LAYERS, fake_loader
@@ -110,9 +111,52 @@ def test_render_writes_what_json_writes() -> None:
         "c": content["c"],
         "d": 4,
     }
-    assert answers.render(content) == json.dumps(plain, separators=(",", ":")).encode()
+    assert render(content) == json.dumps(plain, separators=(",", ":")).encode()
 
 
 def test_render_refuses_nan_as_json_does() -> None:
     with pytest.raises(ValueError):
-        answers.render({"x": np.array([np.nan], dtype=np.float32)})
+        render({"x": np.array([np.nan], dtype=np.float32)})
+
+
+def _v2(outputs: list[dict[str, object]], images: int = 1) -> dict[str, object]:
+    b64 = base64.b64encode(png_bytes(NOISE)).decode()
+    return {
+        "inputs": [{"name": "image", "datatype": "BYTES", "shape": [images], "data": [b64] * images}],
+        "outputs": outputs,
+    }
+
+
+async def test_v2_outputs_named_twice_are_refused(fake_model: Path) -> None:
+    """The Open Inference Protocol's route had the same hole: `outputs` naming `stem`
+    90 times (a 3 KB body) asked for 90 copies of the layer."""
+    async with serving(make_settings(fake_model), fake_loader) as client:
+        r = await client.post("/v2/models/cifar10/infer", json=_v2([{"name": "stem"}] * 90))
+        assert r.status_code == 400, r.text
+        assert "more than once" in r.json()["error"]
+
+
+async def test_v2_answers_over_the_cap_are_refused_and_binary_ones_counted_as_such(fake_model: Path) -> None:
+    # stem is 32x32x8 = 8,192 values an image: 64 images in JSON are ~12.6 MB, in binary ~2 MB.
+    async with serving(make_settings(fake_model, max_answer_bytes=4 << 20), fake_loader) as client:
+        r = await client.post("/v2/models/cifar10/infer", json=_v2([{"name": "stem"}], images=64))
+        assert r.status_code == 400, r.text
+        assert "CIFAR10_MAX_ANSWER_BYTES" in r.json()["error"]
+        binary = [{"name": "stem", "parameters": {"binary_data": True}}]
+        r = await client.post("/v2/models/cifar10/infer", json=_v2(binary, images=64))
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("length", ["٣".encode(), b"03", b"9" * 5000, b"-1"])
+async def test_v2_header_length_is_a_strict_number(fake_model: Path, length: bytes) -> None:
+    """The header was checked with isdigit() and read with int(): 5,000 nines passed the
+    check and made int() raise (over Python's 4,300 digits), a 500."""
+    async with serving(make_settings(fake_model), fake_loader) as client:
+        body = json.dumps(_v2([{"name": "probabilities"}])).encode()
+        r = await client.post(
+            "/v2/models/cifar10/infer",
+            content=body,
+            headers={"Inference-Header-Content-Length": length, "Content-Type": "application/octet-stream"},
+        )
+        assert r.status_code == 400, r.text
+        assert "Inference-Header-Content-Length" in r.json()["error"]

@@ -29,6 +29,7 @@ AMPLIFIER_STATUS = {
     "/explain?map=saliency&map=saliency&... (1.4 KB URL)": 422,
     "/explain?scale=16, JSON, every map": 200,
     ":predict, signature explain, 64 b64 JPEGs": 200,
+    "/v2 infer, JSON, output stem named 90 times (3 KB body)": 400,  # the protocol's 422
 }
 # Peak RSS growth one of these requests may cause: the largest answer (about 8 MB for
 # 64 explained rows) about twice over, with the decoded inputs and the model's outputs.
