@@ -141,13 +141,12 @@ def folder_cases(repo: Path, scratch: Path) -> dict[str, str]:
     for i, (name, (extra,)) in enumerate(FOLDERS.items()):
         base = model_folder(scratch / f"models-{i}", extra)
         log = scratch / f"folder-{i}.log"
-        with server(repo, log, CIFAR10_MODEL_DIR=str(base)) as (url, proc):
-            if proc.poll() is not None:
+        with server(repo, log, CIFAR10_MODEL_DIR=str(base)) as started:
+            if started is None:
                 text = log.read_text(errors="replace")
-                out[name] = f"exit {proc.returncode} at start-up" + (
-                    ", with a traceback" if "Traceback" in text else ""
-                )
+                out[name] = "stopped at start-up" + (", with a traceback" if "Traceback" in text else "")
                 continue
+            url = started.url
             status = httpx.get(f"{url}/v1/models/cifar10", timeout=30).json()
             served = [s["version"] for s in status["model_version_status"]]
             r = httpx.post(f"{url}/predict", files={"file": ("a.png", png(), "image/png")}, timeout=30)

@@ -22,6 +22,7 @@ from app.serving.operations import Operation
 from app.serving.registry import State
 from app.web.answers import VALUE_BYTES, check_size
 from app.web.dependencies import ModelName, PathInferenceDep, RegistryDep, ServiceDep, SettingsDep, path_target
+from app.web.routes.common import VERSION_PARAM
 from app.web.schemas import ErrorResponseV2
 from model import contract
 
@@ -122,10 +123,18 @@ async def infer(request: Request, inference: PathInferenceDep) -> Response:
     return Response(body, media_type="application/octet-stream", headers={v2.HEADER_LENGTH: str(header_length)})
 
 
-def _add(suffix: str, endpoint: Any, method: str, **options: Any) -> None:
+def _add(suffix: str, endpoint: Any, method: str, openapi_extra: dict[str, Any] | None = None, **options: Any) -> None:
     for versions in VERSIONS:
+        extra = dict(openapi_extra or {})
+        if versions:  # the handlers read it from the path (path_target): the schema must still say so
+            extra["parameters"] = [VERSION_PARAM]
         router.add_api_route(
-            f"/v2/models/{{model_name}}{versions}{suffix}", endpoint, methods=[method], responses=ERRORS, **options
+            f"/v2/models/{{model_name}}{versions}{suffix}",
+            endpoint,
+            methods=[method],
+            responses=ERRORS,
+            openapi_extra=extra or None,
+            **options,
         )
 
 
