@@ -39,7 +39,8 @@ UV_COMPILE = $(PY) -m uv pip compile --quiet --python-version 3.11 --python-plat
 # of the lock: $(TF_ALIAS) stands for it. The gpu variant runs the real one.
 lock: install
 	$(UV_COMPILE) pyproject.toml --extra dev --no-emit-package tensorflow -o $(LOCK)
-	$(UV_COMPILE) pyproject.toml -c $(LOCK) --no-emit-package tensorflow -o requirements/serve-cpu.lock
+	$(PY) docker/requirements.py --variant cpu \
+	| $(UV_COMPILE) - -c $(LOCK) --no-emit-package tensorflow -o requirements/serve-cpu.lock
 	for variant in gpu gpu-jax; do \
 		$(PY) docker/requirements.py --variant $$variant \
 		| $(UV_COMPILE) - -c $(LOCK) -o requirements/serve-$$variant.lock || exit 1; \

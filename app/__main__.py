@@ -5,8 +5,8 @@ model. With `--workers N` (or CIFAR10_WORKERS) above 1, N front processes handle
 HTTP and feed one model process, which holds the only batch queues (app.multiprocess).
 CIFAR10_HOST and CIFAR10_PORT set the defaults of --host and --port (the container
 image listens on 0.0.0.0:8000; replicas sharing the host's network each take their
-own port). CIFAR10_GRPC_PORT adds TF Serving's gRPC API on that port, same host (the
-image: 8500); one process only.
+own port). CIFAR10_GRPC_PORT adds TF Serving's gRPC API on that port, on --host unless
+CIFAR10_GRPC_HOST is given (the image: 0.0.0.0:8500); one process only.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def main() -> None:
     # 0.2-0.6 s, at the same c=64 throughput (docs/reliability.md).
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop implementation")
     args = parser.parse_args()
+    # gRPC listens where HTTP does unless CIFAR10_GRPC_HOST says otherwise: the image's
+    # 0.0.0.0 must reach gRPC too, and a replica on the host's loopback keeps it there.
+    # Through the environment, because the app factory reads its Settings from there.
+    if not os.environ.get("CIFAR10_GRPC_HOST"):  # empty is unset, as Settings reads it
+        os.environ["CIFAR10_GRPC_HOST"] = args.host
     settings = Settings()
     workers = args.workers if args.workers is not None else settings.workers
     if workers > 1:

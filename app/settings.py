@@ -75,9 +75,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), description="comma-separated keys; empty = no auth"
     )
-    runtime: Literal["tensorflow", "jax"] = Field(
+    runtime: Literal["tensorflow", "jax", "openvino", "openvino-float32"] = Field(
         "tensorflow",
-        description="tensorflow: the SavedModel; jax: the Keras archive under Keras's JAX backend (no TensorFlow)",
+        description="tensorflow: the SavedModel; jax: the Keras archive under Keras's JAX backend (no TensorFlow); "
+        "openvino / openvino-float32: the int8 / float32 OpenVINO IR (`python -m training quantize`)",
     )
     workers: int = Field(
         1,

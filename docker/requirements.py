@@ -4,7 +4,8 @@ installs.
 
     python docker/requirements.py [--variant cpu|gpu|gpu-jax] [--pyproject PATH]
 
-`gpu` swaps the TensorFlow requirement for `tensorflow[and-cuda]`, which brings the
+`cpu` adds OpenVINO (pyproject's `openvino` extra): the CPU image serves the int8 IR
+(docs/serving.md's CPU table chose it). `gpu` swaps the TensorFlow requirement for `tensorflow[and-cuda]`, which brings the
 CUDA and cuDNN libraries as wheels, so the GPU image needs no CUDA base image.
 `gpu-jax` drops TensorFlow for `jax[cuda12]` (CUDA as wheels too): an image for
 CIFAR10_RUNTIME=jax only, which serves the Keras archive beside each SavedModel; it
@@ -24,9 +25,12 @@ JAX_CUDA = "jax[cuda12]>=0.6"
 
 
 def requirements(variant: str, pyproject: Path = PYPROJECT) -> list[str]:
-    deps: list[str] = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    project = tomllib.loads(pyproject.read_text())["project"]
+    deps: list[str] = project["dependencies"]
     if variant == "cpu":
-        return deps
+        # The CPU image serves the int8 OpenVINO IR (CIFAR10_RUNTIME=openvino); TensorFlow
+        # stays for /explain (the SavedModel's explain signature) and the gRPC API.
+        return deps + project["optional-dependencies"]["openvino"]
     tf = [d for d in deps if re.match(r"tensorflow(-cpu)?\b(?!-)", d)]
     if variant == "gpu-jax":
         return [d for d in deps if d not in tf and not d.startswith("tensorflow-serving-api")] + [JAX_CUDA]

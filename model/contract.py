@@ -32,6 +32,14 @@ MODEL_CARD_FILE = "model_card.json"  # beside saved_model.pb
 # The same float32 weights as a Keras archive, beside saved_model.pb: what the service's
 # jax runtime loads (no TensorFlow there). The SavedModel stays the contract.
 KERAS_ARCHIVE_FILE = "model.keras"
+# The same model as OpenVINO IR (`python -m training quantize`), in this folder beside
+# saved_model.pb: `<precision>.xml` + `<precision>.bin` per precision, one graph each
+# whose outputs are every feature layer, `probabilities` (serving_default) and
+# OPENVINO_TTA_OUTPUT (serving_tta's probabilities), over one copy of the weights. The
+# card's `openvino` record lists the files with their sizes and SHA-256.
+OPENVINO_DIR = "openvino"
+OPENVINO_PRECISIONS = ("float32", "int8")
+OPENVINO_TTA_OUTPUT = "probabilities_tta"
 
 # Per-channel statistics of the CIFAR-10 training split, in 0-255 pixel units. They are
 # baked into every exported graph, so serving never normalises by itself.

@@ -27,10 +27,10 @@
 #     typing-inspection==0.4.5 typing-extensions==4.16.0 opentelemetry-api==1.45.2 \
 #     simplejpeg==1.9.0 keras==3.15.1 namex==0.1.0 optree==0.20.0 absl-py==2.5.1 \
 #     h5py==3.14.0 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 \
-#     packaging==26.4
+#     packaging==26.4 fastapi-offline==1.7.7
 #
 # (fastapi imports opentelemetry-api and uvicorn imports click; Keras imports absl,
-# h5py, rich and packaging; 26 wheels, 14 MB.) On the GPU host, from the repository
+# h5py, rich and packaging; the app serves /docs from fastapi-offline's files; 27 wheels.) On the GPU host, from the repository
 # root with .whl carried along:
 #
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
@@ -55,7 +55,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # c=1024 needs more than 1024 de
 # Fail in seconds, not after a server start, when something is missing.
 $PY - <<'EOF'
 import importlib.util, os, sys
-needed = ["fastapi", "starlette", "pydantic", "pydantic_settings", "multipart", "uvicorn", "click", "httptools",
+needed = ["fastapi", "fastapi_offline", "starlette", "pydantic", "pydantic_settings", "multipart", "uvicorn", "click", "httptools",
           "uvloop", "prometheus_client", "PIL", "simplejpeg", "numpy", "keras", "optree", "namex", "h5py", "absl",
           "rich", "jax", "opentelemetry"]
 missing = [m for m in needed if importlib.util.find_spec(m) is None]

@@ -10,7 +10,7 @@ import re
 
 from app.settings import Settings
 from tests.conftest import ROOT
-from tests.deploy.conftest import dockerfile_instructions
+from tests.deploy.conftest import dockerfile_instructions, expand_args
 
 PREFIX = Settings.model_config["env_prefix"]
 # Set by the supervisor for its own front processes, never by a user.
@@ -58,16 +58,10 @@ def is_default(variable: str, value: str) -> bool:
 def image_env() -> dict[str, str]:
     """The CIFAR10_* variables the image's final stage sets, build arguments at their
     defaults; an empty one is not set (Settings ignores it)."""
-    steps = dockerfile_instructions((ROOT / "Dockerfile").read_text())
-    args: dict[str, str] = {}
     env: dict[str, str] = {}
-    for word, rest in steps:
-        if word == "ARG":
-            name, _, default = rest.partition("=")
-            args[name.strip()] = default.strip()
-        elif word == "ENV":
+    for word, rest in expand_args(dockerfile_instructions((ROOT / "Dockerfile").read_text())):
+        if word == "ENV":
             for name, value in re.findall(r"(\w+)=(\S*)", rest):
-                value = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], ""), value.strip('"'))
-                if name.startswith(PREFIX) and value:
-                    env[name] = value
+                if name.startswith(PREFIX) and value.strip('"'):
+                    env[name] = value.strip('"')
     return env

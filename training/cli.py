@@ -1,4 +1,4 @@
-"""Command line: `train`, `export`, `archive`, `reexport` and `evaluate`.
+"""Command line: `train`, `export`, `archive`, `reexport`, `quantize` and `evaluate`.
 
 Keras reads its backend once, at import, so this module imports nothing from Keras at
 the top: `export` and `evaluate` pin TensorFlow first, whatever KERAS_BACKEND says. The
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from model import contract
 from model.contract import ModelDirError, latest_version_dir
 from training.config import DEFAULT_DATA, PRESET_SUMMARIES, PRESETS
 from training.flags import add_config_flags, config_overrides
@@ -87,6 +88,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/6")
     r.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 source of the validation images to compare on")
+
+    q = sub.add_parser(
+        "quantize",
+        help="add OpenVINO IR (float32 and int8, NNCF post-training quantization) beside versions, checked",
+    )
+    q.add_argument("versions", type=Path, nargs="+", help="SavedModel version folders, e.g. saved_models/cifar10/6")
+    q.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 source of the calibration and validation images")
+    q.add_argument(
+        "--calibration-images", type=int, default=300, help="images drawn from the split's training part (default 300)"
+    )
+    q.add_argument("--calibration-seed", type=int, default=0, help="seed of that draw (default 0)")
+    q.add_argument(
+        "--min-agreement-tta",
+        type=float,
+        default=0.99,
+        help="fraction of validation images whose int8 TTA top class must be float32's (default 0.99; "
+        "the card records the limit used)",
+    )
+    q.add_argument("--force", action="store_true", help="replace a version's openvino/ folder if it has one")
 
     v = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a SavedModel")
     v.add_argument("saved_model", type=Path, help="a SavedModel folder or a versioned model folder")
@@ -186,6 +206,13 @@ def _check(args: argparse.Namespace) -> None:
         for version in args.versions:
             if not (version / "saved_model.pb").is_file():
                 raise UsageError(f"{version} is not a SavedModel version folder (no saved_model.pb)")
+    elif args.command == "quantize":
+        for version in args.versions:
+            for name in ("saved_model.pb", "model_card.json"):
+                if not (version / name).is_file():
+                    raise UsageError(f"{version} has no {name}; quantize needs an exported version folder")
+            if (version / contract.OPENVINO_DIR).exists() and not args.force:
+                raise UsageError(f"{version / contract.OPENVINO_DIR} already exists; pass --force to write it again")
     elif args.command == "reexport":
         for version in args.versions:
             for name in ("saved_model.pb", "model.keras", "model_card.json"):
@@ -236,6 +263,20 @@ def _run(args: argparse.Namespace) -> None:
                 f"re-exported {version}: max |Δ| {record['max_abs_diff']:.1e} ({record['worst_output']}), "
                 f"{record['top_class_changes']} top classes changed; explain vs recomputation {record['explain_parity_max_abs_diff']:.1e}"
             )
+    elif args.command == "quantize":
+        from training.quantize import QuantizeConfig, QuantizeError, format_summary, quantize
+
+        cfg = QuantizeConfig(
+            calibration_images=args.calibration_images,
+            calibration_seed=args.calibration_seed,
+            min_agreement_tta=args.min_agreement_tta,
+        )
+        for version in args.versions:
+            try:
+                card = quantize(version, args.data, cfg, force=args.force)
+            except QuantizeError as exc:
+                raise UsageError(str(exc)) from exc
+            print(format_summary(version, card))
     else:
         from training.evaluate import evaluate, format_report
 
@@ -249,7 +290,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("export", "archive", "reexport", "evaluate"):
+    if args.command in ("export", "archive", "reexport", "quantize", "evaluate"):
         # The SavedModel is a TensorFlow artefact, whatever backend trained the weights.
         os.environ["KERAS_BACKEND"] = "tensorflow"
     from training.data import DataError

@@ -53,6 +53,8 @@ class ModelInfo:
             "test_time_augmentation": card.get("test_time_augmentation"),
             "metrics": card.get("metrics", {}),
             "training": {k: v for k, v in card.get("training", {}).items() if k != "config"},
+            # What this version refuses, and why (the routes answer those with a 400).
+            "unavailable": {op.value: reason for op, reason in self.unavailable.items()},
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -243,6 +243,9 @@ async def test_keys_admission_deadlines_and_message_size(fake_model) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Predict(request, timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # The health service needs no key: the kubelet's gRPC probe sends none.
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
         key = (("authorization", "Bearer k1"),)
         # One call waits 400 ms for its batch; the second is refused at once.
         first = asyncio.ensure_future(stub.Predict(request, timeout=10, metadata=key))

@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 APP = ROOT / "app"
 WEB_FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "httptools", "multipart")
 RPC = ("grpc", "grpc_health", "tensorflow_serving")  # gRPC and the protos its edge speaks
-FRAMEWORKS = ("tensorflow", "jax", "keras")
+FRAMEWORKS = ("tensorflow", "jax", "keras", "openvino")
 PACKAGES = ("app.serving", "app.web", "app.rpc", "app.protocols", "app.imaging", "app.multiprocess")
 # Package (or top-level module) -> what its modules must not import.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
@@ -45,6 +45,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "tensorflow.compat",
         "jax",
         "keras",
+        "openvino",
         "app.web",
         "app.multiprocess",
     ),
@@ -78,6 +79,7 @@ def rules_for(module: str) -> tuple[str, ...]:
 FRAMEWORK_LOADERS = {
     "app.serving.runtimes.tf_savedmodel",
     "app.serving.runtimes.jax_keras",
+    "app.serving.runtimes.openvino_ir",
     "app.serving.runtimes.quiet",
 }
 
@@ -87,7 +89,7 @@ def test_imports_go_one_way(path: Path) -> None:
     module = module_name(path)
     forbidden = rules_for(module)
     if module in FRAMEWORK_LOADERS:
-        forbidden = tuple(f for f in forbidden if f not in ("tensorflow", "jax", "keras"))
+        forbidden = tuple(f for f in forbidden if f not in FRAMEWORKS)
     bad = sorted(m for m in top_level_imports(path) if any(m == f or m.startswith(f + ".") for f in forbidden))
     assert not bad, f"{module} imports {bad}"
 

@@ -58,14 +58,28 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def expand_args(steps: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The instructions with each `${ARG}` replaced by its default (the image `docker build`
+    makes without --build-arg), as Docker expands them; empty where the default is."""
+    args: dict[str, str] = {}
+    out = []
+    for word, rest in steps:
+        if word == "ARG":
+            name, _, default = rest.partition("=")
+            args[name.strip()] = default.strip()
+        out.append((word, re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], ""), rest)))
+    return out
+
+
 @pytest.fixture(scope="session")
 def dockerfile() -> dict[str, Any]:
-    """The final (service) stage's user, exposed ports, environment, COPY targets and health-check start period."""
-    steps = dockerfile_instructions((ROOT / "Dockerfile").read_text())
+    """The final (service) stage's user, exposed ports, environment (build arguments at
+    their defaults), COPY targets and health-check start period."""
+    steps = expand_args(dockerfile_instructions((ROOT / "Dockerfile").read_text()))
     env: dict[str, str] = {}
     for word, rest in steps:
         if word == "ENV":
-            env.update(re.findall(r"(\w+)=(\S+)", rest))
+            env.update(re.findall(r"(\w+)=(\S*)", rest))
     (user,) = [rest for word, rest in steps if word == "USER"]
     uid, _, gid = user.partition(":")
     start = re.search(r"--start-period=(\d+)s", next(rest for word, rest in steps if word == "HEALTHCHECK"))
@@ -73,7 +87,7 @@ def dockerfile() -> dict[str, Any]:
     return {
         "uid": int(uid),
         "gid": int(gid or uid),
-        "expose": [int(rest.split("/")[0]) for word, rest in steps if word == "EXPOSE"],
+        "expose": [int(port.split("/")[0]) for word, rest in steps if word == "EXPOSE" for port in rest.split()],
         "env": env,
         "copies": [rest.split()[-1] for word, rest in steps if word == "COPY"],
         "start_period_s": int(start.group(1)),

@@ -58,24 +58,64 @@ def main_defaults() -> tuple[set[str], dict[str, Any]]:
 # --- ports -------------------------------------------------------------------------
 
 
+def container_ports(docs: list[dict[str, Any]]) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in container(docs)["ports"]}
+
+
+def serves_grpc(docs: list[dict[str, Any]]) -> bool:
+    """Whether the overlay's pods serve gRPC: the image's port, unless the ConfigMap sets it empty."""
+    return config(docs).get("CIFAR10_GRPC_PORT", image_env().get("CIFAR10_GRPC_PORT", "")) != ""
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_ports_agree_with_the_image(rendered: Docs, dockerfile: dict[str, Any], overlay: str) -> None:
+    """HTTP: cifar10-serve's default port = EXPOSE = containerPort; gRPC: the image's
+    CIFAR10_GRPC_PORT = EXPOSE = containerPort, where the overlay serves it. The Service,
+    the NetworkPolicy, the probes and the scrape annotation name these ports and no others."""
     docs = rendered[overlay]
-    (port,) = container(docs)["ports"]
-    assert [port["containerPort"]] == dockerfile["expose"]
+    ports = container_ports(docs)
     # cifar10-serve's default port, which the image keeps; its host is the image's 0.0.0.0.
-    assert "CIFAR10_PORT" not in dockerfile["env"] and int(main_env_defaults()["CIFAR10_PORT"]) == port["containerPort"]
+    assert "CIFAR10_PORT" not in dockerfile["env"] and int(main_env_defaults()["CIFAR10_PORT"]) == ports["http"]
     assert "CIFAR10_PORT" not in config(docs) and "CIFAR10_HOST" not in config(docs)
     assert dockerfile["env"]["CIFAR10_HOST"] == "0.0.0.0"
-    named = {port["name"]: port["containerPort"], port["containerPort"]: port["containerPort"]}
-    (service_port,) = find(docs, "Service")["spec"]["ports"]
-    assert service_port["targetPort"] in named
+    grpc_port = int(dockerfile["env"]["CIFAR10_GRPC_PORT"])
+    assert sorted(dockerfile["expose"]) == sorted([ports["http"], grpc_port])
+    if serves_grpc(docs):
+        assert ports == {"http": ports["http"], "grpc": grpc_port}
+        assert "CIFAR10_GRPC_PORT" not in config(docs)  # the image's
+    else:
+        assert ports == {"http": ports["http"]}, f"{overlay} serves no gRPC but opens a port for it"
+    named = {**ports, **{number: number for number in ports.values()}}
+    service_ports = find(docs, "Service")["spec"]["ports"]
+    assert sorted(named[p["targetPort"]] for p in service_ports) == sorted(ports.values())
+    for port in service_ports:
+        if named[port["targetPort"]] == ports.get("grpc"):
+            assert port["appProtocol"] == "kubernetes.io/h2c"  # cleartext HTTP/2, for Gateways and meshes
     for rule in find(docs, "NetworkPolicy")["spec"]["ingress"]:
-        assert [p["port"] for p in rule["ports"]] == [port["name"]]
+        assert sorted(p["port"] for p in rule["ports"]) == sorted(ports)
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert int(annotations["prometheus.io/port"]) == port["containerPort"]
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container(docs)[probe]["httpGet"]["port"] in named
+        action = container(docs)[probe]
+        if "grpc" in action:
+            assert action["grpc"]["port"] == ports["grpc"]  # a number: gRPC probes take no port names
+        else:
+            assert action["httpGet"]["port"] in named
+
+
+def test_the_grpc_probe_asks_a_service_the_server_reports(rendered: Docs) -> None:
+    """The kubelet's gRPC probe checks grpc.health.v1 for `service` (empty: the server as a
+    whole), which app/rpc/server.py sets SERVING once started; it sends no API key, and the
+    health service asks for none (tests/app/test_grpc_tfserving.py)."""
+    from app.rpc.server import SERVICES
+
+    for overlay in OVERLAYS:
+        liveness = container(rendered[overlay])["livenessProbe"]
+        if serves_grpc(rendered[overlay]):
+            assert liveness["grpc"].get("service", "") in ("", *SERVICES)
+        else:
+            assert liveness["httpGet"]["path"] == "/healthz"
+    assert serves_grpc(rendered["cpu"]) and not serves_grpc(rendered["gpu"])
 
 
 def test_no_service_links(rendered: Docs) -> None:
@@ -90,14 +130,16 @@ def test_no_service_links(rendered: Docs) -> None:
 # --- probes --------------------------------------------------------------------------
 
 
-def test_probe_paths_are_the_apps_health_routes_and_need_no_key(rendered: Docs) -> None:
-    api = container(rendered["cpu"])
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_probe_paths_are_the_apps_health_routes_and_need_no_key(rendered: Docs, overlay: str) -> None:
+    api = container(rendered[overlay])
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["startupProbe"]["httpGet"]["path"] == "/healthz"
     # Without the lifespan no model is loaded: /healthz answers, /readyz says not ready,
     # and neither asks for the API key the app was given.
     app = create_app(Settings(_env_file=None, api_keys=frozenset({"secret"})))
-    paths = {probe["httpGet"]["path"] for probe in (api["startupProbe"], api["readinessProbe"], api["livenessProbe"])}
+    probes = (api["startupProbe"], api["readinessProbe"], api["livenessProbe"])
+    paths = {probe["httpGet"]["path"] for probe in probes if "httpGet" in probe}
 
     async def get_all() -> dict[str, httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pod") as client:
@@ -193,8 +235,28 @@ def test_config_values_are_within_the_settings_bounds(
         if name not in known:
             continue
         field = Settings.model_fields[known[name]]
-        expected = pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+        if value == "":  # unset, as Settings reads an empty variable: the default, not the image's value
+            expected = field.default
+        else:
+            expected = pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
         assert getattr(settings, known[name]) == expected, f"{name}={value!r} did not reach the setting"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_starts_with_its_grpc_setting(
+    rendered: Docs, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's environment (the image's, then the ConfigMap's) is one cifar10-serve
+    accepts: no gRPC port beside --workers above 1, none on the jax image (no TensorFlow
+    for TF Serving's stubs)."""
+    from app.multiprocess.supervisor import refuse_grpc
+
+    settings = _settings_from({**image_env(), **config(rendered[overlay])}, monkeypatch)
+    if settings.workers > 1:
+        refuse_grpc(settings)  # raises SystemExit with a port set
+    if container(rendered[overlay])["image"].endswith(":gpu-jax"):
+        assert settings.grpc_port is None
+    assert (settings.grpc_port is not None) == ("grpc" in container_ports(rendered[overlay]))
 
 
 def test_an_out_of_bounds_value_is_caught(rendered: Docs, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,7 +268,7 @@ def test_an_out_of_bounds_value_is_caught(rendered: Docs, monkeypatch: pytest.Mo
 def test_the_gpu_overlay_runs_jax(rendered: Docs) -> None:
     # Checked against the setting's allowed values by the test above once it exists.
     assert config(rendered["gpu"])["CIFAR10_RUNTIME"] == "jax"
-    assert "CIFAR10_RUNTIME" not in config(rendered["cpu"])  # the image's default, tensorflow
+    assert "CIFAR10_RUNTIME" not in config(rendered["cpu"])  # the CPU image's own, openvino
 
 
 # --- the model: baked in, or from a volume -------------------------------------------

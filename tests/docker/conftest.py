@@ -239,7 +239,12 @@ class Stack:
     api: str
     api_2: str
     lb: str
-    ports: dict[str, int]
+    ports: dict[str, int]  # API_PORT, API_2_PORT, LB_PORT, API_GRPC_PORT, API_2_GRPC_PORT
+
+    @property
+    def api_grpc(self) -> str:
+        """api's gRPC address (TF Serving's API and grpc.health.v1)."""
+        return f"127.0.0.1:{self.ports['API_GRPC_PORT']}"
 
     def container(self, service: str) -> str:
         return f"{PROJECT}_{service}_1"
@@ -247,8 +252,12 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(docker: Docker, images: dict[str, str]) -> Iterator[Stack]:
-    """api, api-2 and nginx from docker-compose.yml with the host-network override."""
-    ports = {"API_PORT": free_port(), "API_2_PORT": free_port(), "LB_PORT": free_port()}
+    """api, api-2 and nginx from docker-compose.yml with the host-network override; each
+    replica's HTTP and gRPC on a loopback port of its own."""
+    names = ("API_PORT", "API_2_PORT", "LB_PORT", "API_GRPC_PORT", "API_2_GRPC_PORT")
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < len(names):  # five distinct free ports
+        ports = {name: free_port() for name in names}
     docker.env.update({k: str(v) for k, v in ports.items()}, CIFAR10_IMAGE_TAG=TAG)
     s = Stack(*(f"http://127.0.0.1:{ports[k]}" for k in ("API_PORT", "API_2_PORT", "LB_PORT")), ports=ports)
     _render_hostnet_stack(docker)

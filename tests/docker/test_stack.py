@@ -1,6 +1,7 @@
 """The image and the compose stack, built and run for real: predictions through one
-container and through nginx over two replicas, a non-root user, JSON errors from the
-balancer, and a SIGTERM during load that still completes every accepted request."""
+container (HTTP, and TF Serving's gRPC with its health check) and through nginx over two
+replicas, a non-root user, the image's ports, JSON errors from the balancer, and a
+SIGTERM during load that still completes every accepted request."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import asyncio
 import json
 
 import httpx
+import numpy as np
 import pytest
 
-from tests.docker.conftest import Docker, Stack
+from tests.docker.conftest import BASE_IMAGE, ROOT, Docker, Stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -43,6 +45,84 @@ def test_container_serves_feature_maps(stack: Stack, real_samples) -> None:
         timeout=60,
     )
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_container_answers_tf_serving_grpc_and_its_health_check(stack: Stack, real_samples) -> None:
+    """TF Serving's Python client on the container's gRPC port: image files as a DT_STRING
+    tensor, answered as /predict answers them; grpc.health.v1 says SERVING on both replicas."""
+    import grpc
+    import tensorflow as tf
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    samples = real_samples[::3][:16]  # every class
+    r = httpx.post(f"{stack.api}/predict", files=_files(samples, len(samples)), timeout=60)
+    assert r.status_code == 200, r.text
+    classes = list(r.json()["predictions"][0]["probabilities"])
+    expected = np.asarray([list(p["probabilities"].values()) for p in r.json()["predictions"]], np.float32)
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "cifar10"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["image"].CopyFrom(tf.make_tensor_proto([data for _, _, data in samples]))
+    with grpc.insecure_channel(stack.api_grpc) as channel:
+        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 30.0)
+    probabilities = tf.make_ndarray(result.outputs["probabilities"])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    correct = sum(classes[i] == cls for i, (cls, _, _) in zip(probabilities.argmax(axis=1), samples, strict=True))
+    assert correct >= 13, f"only {correct}/16 correct"
+
+    for port in (stack.ports["API_GRPC_PORT"], stack.ports["API_2_GRPC_PORT"]):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "tensorflow.serving.PredictionService"):
+                answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING, (port, service)
+
+
+def test_image_exposes_http_and_grpc_unless_built_without(docker: Docker, images: dict[str, str]) -> None:
+    """The image's ports and gRPC setting; GRPC_PORT empty (as the gpu-jax variant is built)
+    leaves gRPC off and unexposed. The second build reuses every layer but the last stage's."""
+
+    def config(image: str) -> dict:
+        return json.loads(docker.run("image", "inspect", image).stdout)[0]["Config"]
+
+    served = config(images["service"])
+    assert set(served["ExposedPorts"]) == {"8000/tcp", "8500/tcp"}
+    assert "CIFAR10_GRPC_PORT=8500" in served["Env"]
+    without = f"{images['service']}-nogrpc"
+    docker.run(
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "--build-arg",
+        "GRPC_PORT=",
+        "-t",
+        without,
+        str(ROOT),
+        timeout=1800,
+        log="build-nogrpc.log",
+    )
+    try:
+        bare = config(without)
+        assert set(bare["ExposedPorts"]) == {"8000/tcp"}
+        assert "CIFAR10_GRPC_PORT=" in bare["Env"]  # empty: off, as the service reads it
+    finally:
+        docker.run("image", "rm", without, check=False)
+
+
+def test_container_serves_the_int8_ir_and_explains(docker: Docker, stack: Stack, real_samples) -> None:
+    # The CPU image's runtime is openvino (Dockerfile); TensorFlow is there for /explain.
+    env = docker.run("exec", stack.container("api"), "printenv", "CIFAR10_RUNTIME").stdout.strip()
+    assert env == "openvino"
+    status = httpx.get(f"{stack.api}/v1/models/cifar10", timeout=60)
+    assert status.status_code == 200, status.text
+    assert status.json()["unavailable"] == {}
+    _, name, data = real_samples[7]
+    r = httpx.post(f"{stack.api}/explain", files={"file": (name, data, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
 
 
 def test_image_ships_the_serving_half_of_model(docker: Docker, stack: Stack) -> None:

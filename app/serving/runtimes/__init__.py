@@ -1,5 +1,6 @@
 """The runtimes behind the classifier: the SavedModel under TensorFlow (the default,
-and the contract), or the Keras archive beside it under Keras's JAX backend.
+and the contract), the Keras archive beside it under Keras's JAX backend, or the
+OpenVINO IR beside it, int8 (`openvino`) or float32 (`openvino-float32`).
 
 Each takes a padded uint8 batch [B, 32, 32, 3] and returns numpy arrays; the
 classifier owns padding, metadata and warm-up. Each runtime module imports its
@@ -16,8 +17,10 @@ import numpy as np
 
 from app.serving.operations import Operation
 
-RuntimeName = Literal["tensorflow", "jax"]
-RUNTIMES: tuple[RuntimeName, ...] = ("tensorflow", "jax")
+RuntimeName = Literal["tensorflow", "jax", "openvino", "openvino-float32"]
+RUNTIMES: tuple[RuntimeName, ...] = ("tensorflow", "jax", "openvino", "openvino-float32")
+# The IR precision each openvino runtime serves (model.contract.OPENVINO_PRECISIONS).
+OPENVINO_PRECISION: dict[RuntimeName, str] = {"openvino": "int8", "openvino-float32": "float32"}
 
 
 class ModelLoadError(Exception):
@@ -62,6 +65,10 @@ def load_runtime(name: RuntimeName, path: Path, layer_order: Sequence[str]) -> R
         from app.serving.runtimes.jax_keras import JaxRuntime
 
         return JaxRuntime(path, layer_order)
+    if name in OPENVINO_PRECISION:
+        from app.serving.runtimes.openvino_ir import OpenVinoRuntime
+
+        return OpenVinoRuntime(path, OPENVINO_PRECISION[name], layer_order)
     from app.serving.runtimes.tf_savedmodel import SavedModelRuntime
 
     return SavedModelRuntime(path)
