@@ -39,6 +39,13 @@ class PayloadTooLarge(APIError):
     status_code, code = 413, "payload_too_large"
 
 
+class AnswerTooLarge(APIError):
+    """The answer a request asks for (layers, maps, images) would exceed the answer
+    size limit; found before any work is done (app.web.answers)."""
+
+    status_code, code = 422, "answer_too_large"
+
+
 class InvalidRequest(APIError):
     status_code, code = 422, "invalid_request"
 

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from app.imaging.decode import quiet_pillow
 from app.metrics import Metrics
 from app.multiprocess.front import FrontHost, ModelProcessClient
+from app.multiprocess.lifeline import exit_with_supervisor
 from app.serving.admission import Admission
 from app.serving.host import Host, start_model
 from app.serving.model_config import ModelConfigError, ModelSpec, model_specs
@@ -119,6 +120,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     polling: asyncio.Task[None] | None = None
     if settings.model_process_socket is not None:
         # A front process: the model and its batch queues live in the model process.
+        exit_with_supervisor(settings.supervisor_pid)
         client = await ModelProcessClient.connect(settings.model_process_socket)
         registry = Registry.single(FrontHost.of(client), service.metrics)
         service.registry = registry
@@ -164,6 +166,9 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
         lifespan=_lifespan,
         docs_url=None,  # /docs and /redoc come from local assets (app/web/routes/api_docs.py)
         redoc_url=None,
+        # Starlette would answer `/v1/models/` with a redirect whose Location it builds
+        # from the request's Host header (reflected to any client); a 404 says it plainly.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.runtime_loader = runtime_loader

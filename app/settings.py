@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, ge=1024, le=1 << 30, description="request body limit; larger gets 413"
     )
     max_images_per_request: int = Field(64, ge=1, le=1024, description="files (or TF Serving instances) in one request")
+    max_answer_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1 << 20,
+        le=1 << 30,
+        description="the largest answer a request may ask for, estimated from the layers, maps and images "
+        "it names before any work is done; larger gets 422 answer_too_large",
+    )
     max_image_pixels: int = Field(
         16_777_216,
         ge=1024,
@@ -90,6 +97,9 @@ class Settings(BaseSettings):
     )
     model_process_socket: Path | None = Field(
         None, description="set by cifar10-serve for its front processes: the model process's Unix socket"
+    )
+    supervisor_pid: int | None = Field(
+        None, ge=1, description="set by cifar10-serve --workers N for its children: they stop when it dies"
     )
     warmup: bool = Field(True, description="run the model at every batch size before turning ready")
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$")

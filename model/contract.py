@@ -3,6 +3,8 @@ service reads. Changing a value here is a breaking change for both sides."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 SERVING_SIGNATURE = "serving_default"
@@ -49,39 +51,96 @@ class ModelDirError(Exception):
     """A model directory that does not hold a usable versioned SavedModel."""
 
 
+# Version numbers: TensorFlow Serving's are int64; ours have at most 18 digits, so every
+# version on disk can also be named in a URL (app/web/routes/common.py: VERSION_PARAM).
+MAX_VERSION = 10**18 - 1
+VERSION_SYNTAX = "at most 18 ASCII digits, no leading zero"
+
+
+def parse_number(text: str, maximum: int) -> int | None:
+    """`text` as a whole number from 0 to `maximum`, else None. ASCII digits only and
+    canonical (no sign, space, underscore or leading zero), so a number has exactly one
+    spelling. The one parser for numbers in folder names, URL paths and queries:
+    `str.isdigit()` and `int()` also take '²', '①', '٣' and fullwidth digits."""
+    if not 0 < len(text) <= len(str(maximum)) or not (text.isascii() and text.isdigit()):
+        return None
+    if text[0] == "0" and len(text) > 1:
+        return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
+def parse_version(text: str) -> int | None:
+    """A version number as a folder name, path or query gives it (`parse_number`)."""
+    return parse_number(text, MAX_VERSION)
+
+
+def display_name(name: str) -> str:
+    """A file name as text that is safe to log and to put in JSON: bytes that are not
+    UTF-8 (which Linux allows in names) become \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def served_name(model_dir: Path) -> str:
     """The name a model folder is served under: its own name, as TensorFlow Serving's
     base path names a model (`saved_models/cifar10` -> `cifar10`, `models/tiny` ->
     `tiny`). A version folder given directly is named by the folder above it."""
     path = model_dir.absolute()
-    return path.parent.name if path.name.isdigit() else path.name
+    return path.parent.name if parse_version(path.name) is not None else path.name
+
+
+@dataclass(frozen=True)
+class VersionFolders:
+    """What a model's base path holds: its version folders, and the entries that look
+    like versions but are not served (each with the reason, for the log and the status)."""
+
+    versions: dict[int, Path]
+    skipped: dict[str, str]  # display_name(folder name) -> why
+
+
+def scan_versions(model_dir: Path) -> VersionFolders:
+    """The version folders of a model's base path, as TensorFlow Serving sees them, but
+    strictly: a folder counts when its name is a canonical version number
+    (`parse_version`) and it resolves inside the base path (a link pointing out of it is
+    skipped). Names that Python would read as a number but we do not (`008`, `²`, 19
+    digits) are skipped with the reason; other names (`tmp`, `.incoming`) are not
+    versions at all. A directory that is itself a SavedModel is one version: its own
+    number when its name is one (`saved_models/cifar10/6`), else 0."""
+    if not model_dir.is_dir():
+        raise ModelDirError(f"model directory {model_dir} does not exist")
+    if (model_dir / "saved_model.pb").is_file():
+        number = parse_version(model_dir.name)
+        return VersionFolders({number if number is not None else 0: model_dir}, {})
+    base = model_dir.resolve()
+    versions: dict[int, Path] = {}
+    skipped: dict[str, str] = {}
+    for entry in model_dir.iterdir():
+        number = parse_version(entry.name)
+        if number is None:
+            if entry.name.isnumeric():  # any script's digits, '²', '½': a number to Python, not to us
+                skipped[display_name(entry.name)] = f"not a version number ({VERSION_SYNTAX})"
+            continue
+        if not entry.is_dir():
+            continue
+        if not entry.resolve().is_relative_to(base):
+            skipped[display_name(entry.name)] = "a link to a folder outside the model's base path"
+            continue
+        versions[number] = entry
+    return VersionFolders(versions, skipped)
 
 
 def latest_version_dir(model_dir: Path) -> Path:
-    """Return `model_dir/<N>` for the highest numeric N, as TensorFlow Serving does.
+    """Return `model_dir/<N>` for the highest version N (`scan_versions`), as TensorFlow
+    Serving does.
 
     A directory that is itself a SavedModel (holds saved_model.pb) is returned as is,
     so a user can point at one export directly.
     """
-    if not model_dir.is_dir():
-        raise ModelDirError(f"model directory {model_dir} does not exist")
-    if (model_dir / "saved_model.pb").is_file():
-        return model_dir
-    versions = sorted((int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-    if not versions:
-        raise ModelDirError(f"model directory {model_dir} holds no numeric version folder (e.g. {model_dir}/1)")
-    path = versions[-1][1]
+    found = scan_versions(model_dir)
+    if not found.versions:
+        odd = "".join(f"; skipped {name!r}: {why}" for name, why in sorted(found.skipped.items()))
+        raise ModelDirError(f"model directory {model_dir} holds no numeric version folder (e.g. {model_dir}/1){odd}")
+    path = found.versions[max(found.versions)]
     if not (path / "saved_model.pb").is_file():
         raise ModelDirError(f"{path} has no saved_model.pb")
     return path
-
-
-def version_dirs(model_dir: Path) -> dict[int, Path]:
-    """Every numeric version folder of a model's base path, as TensorFlow Serving sees
-    them. A directory that is itself a SavedModel is one version: its own number when
-    its name is one (`saved_models/cifar10/6`), else 0."""
-    if not model_dir.is_dir():
-        raise ModelDirError(f"model directory {model_dir} does not exist")
-    if (model_dir / "saved_model.pb").is_file():
-        return {int(model_dir.name) if model_dir.name.isdigit() else 0: model_dir}
-    return {int(p.name): p for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()}

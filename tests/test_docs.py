@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 PREFIX = Settings.model_config["env_prefix"]
 # Set by the supervisor for its own front processes, never by a user.
-INTERNAL = {"model_process_socket"}
+INTERNAL = {"model_process_socket", "supervisor_pid"}
 # What a table cell or a compose default says for a setting without a value.
 NO_VALUE = {"empty", "the folder's name"}
 

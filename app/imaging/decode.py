@@ -1,13 +1,14 @@
 """Turn uploaded image bytes into the model's input: uint8 [32, 32, 3] RGB.
 
 Policy, in order (docs/api.md, "Image policy"):
-1. Refuse anything PIL cannot identify (415), whose declared size exceeds the pixel
-   limit (413, checked before decoding, so a decompression bomb costs nothing), or
+1. Refuse anything that is not one of ACCEPTED_FORMATS (415), whose declared size
+   exceeds the pixel limit (413, checked before decoding, so a decompression bomb costs
+   nothing), whose structure would be slow to parse (422, app.imaging.budget), or
    that fails to decode fully (422, e.g. truncated files).
 2. Animated formats: the first frame.
 3. Apply the EXIF orientation, so phone photos are upright.
-4. Convert to RGB: 16-bit and float greys are scaled to 8 bits; CMYK and palettes
-   are converted; transparency is composited on a white background.
+4. Convert to RGB: 16-bit, 32-bit and float greys are scaled to 8 bits; CMYK and
+   palettes are converted; transparency is composited on a white background.
 5. Centre-crop to a square, then resize to 32x32 with an antialiasing (Lanczos)
    filter. A 32x32 input is used exactly as it is.
 
@@ -19,7 +20,6 @@ converted or float copy is made. This runs in the decode pool, never on the even
 
 from __future__ import annotations
 
-import io
 import warnings
 from typing import Any
 
@@ -27,31 +27,44 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
+from app.errors import APIError, ImageTooLarge, InvalidImage, UnsupportedImage
+from app.imaging.budget import BudgetedFile, check_jpeg_scans
 
 SIZE = 32
+# What docs/api.md names (JPEG's plugin also opens cameras' MPO files). Pillow knows some
+# forty more formats, each parsed by a plugin of its own (EPS even runs Ghostscript):
+# every one is more code that a hostile file can make slow.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 BACKGROUND = (255, 255, 255)  # what transparent pixels become
 JPEG_SOI = b"\xff\xd8\xff"
 EXIF_HEADER = b"Exif\x00\x00"  # starts the APP1 segment that may hold an orientation
 
 
-def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
-    """Decode one image file per the policy above; raise an APIError on bad input."""
+def decode_image(data: bytes, max_pixels: int, name: str = "image", until: float | None = None) -> np.ndarray:
+    """Decode one image file per the policy above; raise an APIError on bad input.
+    `until`: the deadline on time.monotonic()'s clock (default: the decode-pool job's,
+    app.imaging.budget.run_until); decoding stops at the first read after it."""
     if not data:
         raise InvalidImage(f"{name}: the file is empty")
+    if data.startswith(JPEG_SOI):
+        check_jpeg_scans(data, name)
     pixels = _plain_jpeg(data, max_pixels)
     if pixels is not None:
         return pixels if pixels.shape[:2] == (SIZE, SIZE) else _fit(Image.fromarray(pixels))
+    file = BudgetedFile(data, name, until)
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(file, formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         raise UnsupportedImage(
             f"{name}: not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)"
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge(f"{name}: the declared size exceeds the limit of {max_pixels} pixels") from None
+    except APIError:
+        raise  # the read budget or the deadline (app.imaging.budget)
     except Exception as exc:  # Pillow's plugins raise many types on hostile headers (TypeError in TIFF tags, ...)
         raise InvalidImage(f"{name}: cannot read the image ({type(exc).__name__}: {exc})") from None
+    file.start_image_data()
     with img:
         width, height = img.size
         if width * height > max_pixels:
@@ -66,6 +79,8 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarra
             rgb = _transpose(_reduce_to_rgb(img), img)
         except Image.DecompressionBombError:
             raise ImageTooLarge(f"{name}: the declared size exceeds the limit of {max_pixels} pixels") from None
+        except APIError:
+            raise
         except Exception as exc:  # any decoder failure on untrusted bytes is the file's fault: 422
             raise InvalidImage(f"{name}: the image is corrupt or truncated ({type(exc).__name__}: {exc})") from None
     return _fit(rgb)
@@ -147,19 +162,26 @@ def _reduce_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _high_bit_top(img: Image.Image) -> float:
-    """The value that maps to 255 for 16-bit, 32-bit and float greys (scaled, not clipped)."""
+    """The value that maps to 255 for 16-bit, 32-bit and float greys (scaled, not
+    clipped): 65535 for 16-bit; for 32-bit and float, 65535 when a value exceeds 255,
+    else 255, and for float also 1.0 when every value lies within 0-1."""
     if img.mode not in HIGH_BIT_MODES:
         return 255.0
     if img.mode.startswith("I;16"):
         return 65535.0
     extrema: Any = img.getextrema()  # (low, high) for one band, in C, without a copy
-    return 65535.0 if float(extrema[1]) > 255 else 255.0
+    low, high = float(extrema[0]), float(extrema[1])  # NaN compares false: 255 then
+    if img.mode == "F" and low >= 0.0 and high <= 1.0:
+        return 1.0
+    return 65535.0 if high > 255 else 255.0
 
 
 def _to_rgb(img: Image.Image, top: float = 255.0) -> Image.Image:
     if img.mode in HIGH_BIT_MODES:
-        # Called on strips: a float32 copy of a strip, never of the whole image.
-        arr = np.asarray(img, dtype=np.float32)
+        # Called on strips: a float32 copy of a strip, never of the whole image. A copy
+        # (np.array): for mode F, np.asarray is a read-only view of Pillow's buffer.
+        arr = np.array(img, dtype=np.float32)
+        np.nan_to_num(arr, copy=False, nan=0.0, posinf=top, neginf=0.0)
         arr *= np.float32(255.0 / top)
         arr += np.float32(0.5)
         img = Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8), "L")

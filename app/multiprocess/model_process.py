@@ -25,6 +25,7 @@ from typing import Any
 
 from app.metrics import Metrics
 from app.multiprocess import wire
+from app.multiprocess.lifeline import exit_with_supervisor
 from app.multiprocess.supervisor import refuse_model_management
 from app.serving.host import ModelHost, start_model
 from app.serving.operations import OPERATIONS, Operation
@@ -148,6 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
     settings = Settings()
+    exit_with_supervisor(settings.supervisor_pid)
     refuse_model_management(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

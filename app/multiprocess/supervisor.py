@@ -6,7 +6,8 @@ Start order: the model process loads and warms the model and only then listens o
 its Unix socket; the fronts start once it answers. Stop order (SIGTERM or SIGINT
 here): uvicorn's supervisor stops the fronts, each finishing the requests it
 accepted (the model process keeps serving them); then the model process drains and
-exits. If the model process dies, this process stops too, so a container restarts.
+exits. If the model process dies, this process stops too, so a container restarts;
+if this process dies (even by SIGKILL), its children stop (app.multiprocess.lifeline).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = Path(tempfile.mkdtemp(prefix="cifar10-"))
     socket_path = folder / "model.sock"
+    # The children stop when this process dies, however it dies (app.multiprocess.lifeline).
+    os.environ["CIFAR10_SUPERVISOR_PID"] = str(os.getpid())
     model_process = subprocess.Popen(
         [
             sys.executable,

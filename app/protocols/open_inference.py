@@ -13,13 +13,13 @@ computed only when asked for by name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from app.errors import InvalidRequest
+from app.protocols.json_writer import render
 from app.serving.model_info import ModelInfo
 from app.serving.operations import Operation
 from model import contract
@@ -94,7 +94,7 @@ def _output(name: str, array: np.ndarray, binary: bool) -> tuple[dict[str, Any],
         data = array.tobytes()
         tensor["parameters"] = {"binary_data_size": len(data)}
         return tensor, data
-    tensor["data"] = array.reshape(-1).tolist()
+    tensor["data"] = array.reshape(-1)  # written in pieces by json_writer.render
     return tensor, b""
 
 
@@ -112,7 +112,7 @@ def response(
     if request_id is not None:
         head["id"] = request_id
     head["outputs"] = tensors
-    header = json.dumps(head, separators=(",", ":")).encode()
+    header = render(head)
     if not any(binary for _, binary in outputs):
         return header, None
     return header + b"".join(parts), len(header)

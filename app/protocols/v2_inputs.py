@@ -224,6 +224,10 @@ def _outputs(body: dict[str, Any]) -> list[tuple[str, bool]]:
         out_params = spec.get("parameters") or {}
         binary = out_params.get("binary_data", binary_default) if isinstance(out_params, dict) else binary_default
         chosen.append((spec["name"], bool(binary)))
+    names = [name for name, _ in chosen]
+    twice = sorted({name[:50] for name in names if names.count(name) > 1})
+    if twice:  # each would be answered again: a few KB of body could ask for 100 MB (issue 27)
+        raise InvalidRequest(f"output(s) named more than once: {', '.join(map(repr, twice))}; name each once")
     return chosen or [(contract.PROBABILITIES, binary_default)]
 
 

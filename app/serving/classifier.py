@@ -63,7 +63,8 @@ class Classifier:
         self._runtime = loader(runtime, self.path, order)
         layers = [LayerInfo(name, shape) for name, shape in self._runtime.layer_shapes.items()]
         layers.sort(key=lambda layer: order.index(layer.name) if layer.name in order else len(order))
-        version = self.path.name if self.path.name.isdigit() else "0"
+        number = contract.parse_version(self.path.name)  # the same spelling as the registry's status
+        version = str(number) if number is not None else "0"
         self.info = ModelInfo(
             name or contract.served_name(model_dir),
             version,

@@ -43,12 +43,14 @@ class Poller:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._seen: dict[str, dict[int, Fingerprint]] = {}
+        self._warned: dict[str, set[str]] = {}
 
     async def scan(self, *, initial: bool = False) -> None:
         """One pass over every model. `initial`: take every folder as settled."""
         for name, model in self.registry.models.items():
             try:
-                folders = await asyncio.to_thread(contract.version_dirs, model.spec.base_path)
+                found = await asyncio.to_thread(contract.scan_versions, model.spec.base_path)
+                folders = found.versions
                 prints = {n: await asyncio.to_thread(fingerprint, p) for n, p in folders.items()}
             except (OSError, contract.ModelDirError) as exc:
                 if initial:
@@ -58,7 +60,16 @@ class Poller:
             before = self._seen.get(name, {})
             settled = {n: (folders[n], fp) for n, fp in prints.items() if fp and (initial or before.get(n) == fp)}
             self._seen[name] = prints
-            await self.registry.apply(name, settled, frozenset(prints) - set(settled))
+            self._warn_skipped(name, found.skipped)
+            await self.registry.apply(name, settled, frozenset(prints) - set(settled), found.skipped)
+
+    def _warn_skipped(self, name: str, skipped: dict[str, str]) -> None:
+        # Once per folder, not on every poll: the status (GET /v1/models) keeps listing it.
+        warned = self._warned.setdefault(name, set())
+        for folder in sorted(skipped.keys() - warned):
+            log.warning("model %r: skipping folder %r of its base path: %s", name, folder, skipped[folder])
+        warned.intersection_update(skipped)
+        warned.update(skipped)
 
     async def run(self, interval_s: float) -> None:
         """Scan every `interval_s` seconds until cancelled; a failed scan is logged."""

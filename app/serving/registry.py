@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +25,7 @@ from app.serving.host import Host, running
 from app.serving.memory import free_memory
 from app.serving.model_config import ModelSpec
 from app.serving.operations import Operation
+from model import contract
 
 log = logging.getLogger("cifar10.registry")
 
@@ -72,6 +73,9 @@ class Version:
 class Model:
     spec: ModelSpec
     versions: dict[int, Version] = field(default_factory=dict)
+    # Folders of the base path that look like versions but are not served, with why
+    # (model.contract.scan_versions), as of the last scan.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -130,7 +134,8 @@ class Registry:
         """One fixed, already loaded version (a front process's view of the model process)."""
         info = host.info
         registry = cls([ModelSpec(name=info.name, base_path=Path())], None, metrics)
-        number = int(info.version)
+        number = contract.parse_version(info.version)
+        assert number is not None, f"the model process serves version {info.version!r}"
         registry.models[info.name].versions[number] = Version(number, Path(), State.AVAILABLE, host=host)
         registry._publish(registry.models[info.name])
         return registry
@@ -174,15 +179,21 @@ class Registry:
         )
 
     async def apply(
-        self, name: str, ready: dict[int, tuple[Path, Fingerprint]], arriving: frozenset[int] = frozenset()
+        self,
+        name: str,
+        ready: dict[int, tuple[Path, Fingerprint]],
+        arriving: frozenset[int] = frozenset(),
+        skipped: Mapping[str, str] | None = None,
     ) -> None:
         """Serve what the model's policy picks among the `ready` version folders: load
         and warm the new ones (newest first), publish each when warm, then unload the
         versions no longer picked. A refused version is left out of the policy's pick
         until its folder changes, so the version it was meant to replace keeps serving.
-        `arriving`: folders seen but not settled yet (still being copied), shown as START."""
+        `arriving`: folders seen but not settled yet (still being copied), shown as START.
+        `skipped`: folders that are not versions, with why, for the status."""
         async with self._lock:
             model = self.models[name]
+            model.skipped = dict(skipped or {})
             for n, v in list(model.versions.items()):
                 if v.state is State.START and n not in arriving:
                     del model.versions[n]  # gone before it settled

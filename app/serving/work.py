@@ -8,6 +8,7 @@ went away (HTTP), or cancels the call's task (gRPC).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -40,6 +41,10 @@ class Deadline:
 
     def remaining(self) -> float:
         return self.at - asyncio.get_running_loop().time()
+
+    def monotonic(self) -> float:
+        """The deadline on time.monotonic()'s clock, for work in other threads."""
+        return time.monotonic() + self.remaining()
 
     def expired(self) -> Timeout:
         return Timeout(f"the request did not finish within {self.timeout_s:g} s")

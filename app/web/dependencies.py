@@ -14,15 +14,17 @@ All of them are `async def` on purpose: they never block, and FastAPI runs a pla
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
 from app.errors import APIError, InvalidRequest, NotFound, NotReady
+from app.imaging.budget import run_until
 from app.serving.api_keys import check_api_key
 from app.serving.operations import Operation
 from app.serving.registry import Registry
@@ -30,6 +32,7 @@ from app.serving.service import Service
 from app.serving.work import Work, leased
 from app.settings import Settings
 from app.web.policy import reject_unknown_query
+from model import contract
 
 T = TypeVar("T")
 
@@ -58,12 +61,14 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
 def version_number(text: str | None, error: type[APIError], what: str) -> int | None:
-    """A version number as a path or query gives it: ASCII digits only, at most 18."""
+    """A version number as a path or query gives it, parsed as version folders are
+    (model.contract.parse_version), so a version has one spelling everywhere."""
     if text is None:
         return None
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise error(f"{what} must be a version number (a whole number), got {text[:40]!r}")
-    return int(text)
+    number = contract.parse_version(text)
+    if number is None:
+        raise error(f"{what} must be a version number ({contract.VERSION_SYNTAX}), got {text[:40]!r}")
+    return number
 
 
 def _query_version(value: Any) -> Any:
@@ -76,7 +81,7 @@ ModelQuery = Annotated[str | None, Query(description="a served model's name; def
 VersionQuery = Annotated[
     int | None,
     BeforeValidator(_query_version),
-    Query(ge=0, le=10**18, description="a version of that model; default its newest available"),
+    Query(ge=0, le=contract.MAX_VERSION, description="a version of that model; default its newest available"),
 ]
 ModelName = Annotated[str, Path(description="the served model's name", examples=["cifar10"])]
 
@@ -96,6 +101,13 @@ class Inference(Work):
     py-spy), so it is one node."""
 
     settings: Settings
+
+    async def decode(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Run `calls` (decoding, parsing, building a large answer) in the decode pool,
+        within the deadline; a decode in them stops at its first read after the deadline
+        (app.imaging.budget), so an expired request does not keep the pool busy."""
+        until = self.deadline.monotonic()
+        return await super().decode([partial(run_until, until, call) for call in calls])
 
     async def run(self, operation: Operation, items: Sequence[Any], request: Request) -> list[Any]:
         """`items` through the version's batcher of `operation`, within the deadline;

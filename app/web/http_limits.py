@@ -5,7 +5,8 @@ a request whose headers or body never finished held its connection forever.
 It is uvicorn's httptools protocol with those checks added, so the parser, flow
 control and the rest of uvicorn are unchanged. `python -m app` (cifar10-serve, the
 container) runs it; with plain uvicorn pass `--http app.web.http_limits:LimitedHttpToolsProtocol`.
-Refusals use the service's JSON error shape and close the connection.
+Refusals, and what the parser itself refuses (400), use the service's JSON error shape
+and close the connection.
 """
 
 from __future__ import annotations
@@ -153,9 +154,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses (a malformed request line, an invalid header, bad
+        chunked encoding): uvicorn answers it in plain text; here in the JSON shape."""
+        self._disarm()
+        self._write_error(
+            400, "bad_request", "malformed HTTP request: the request line, a header or the chunked body does not parse"
+        )
+        self.transport.close()
+
     def _write_error(self, status: int, code: str, message: str) -> None:
         body = json.dumps(error_body(code, message)).encode()
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}.get(status, b"")
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}.get(
+            status, b""
+        )
         head = (
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
             % (status, reason, len(body))

@@ -20,6 +20,7 @@ from app.metrics import Metrics
 from app.serving.admission import REFUSAL, Admission
 from app.web.error_handlers import error_content
 from app.web.policy import protocol_of
+from model import contract
 
 access_log = logging.getLogger("cifar10.access")
 REQUEST_ID_HEADER = "x-request-id"
@@ -137,7 +138,9 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
+        # The parser has checked the header; one that does not parse is left to the streamed count.
+        declared = contract.parse_number(length.decode("latin-1"), 1 << 62) if length is not None else None
+        if declared is not None and declared > self.limit:
             await _send_413(send, self.limit, scope["path"])
             return
         received = 0

@@ -51,11 +51,18 @@ def query_names(route: APIRoute) -> frozenset[str]:
 
 def reject_unknown_query(request: Request) -> None:
     """422 for query parameters the route does not take, as the schema says: a typo
-    such as `topk=5` would otherwise be ignored in silence."""
+    such as `topk=5` would otherwise be ignored in silence; and for a parameter given
+    more than once, which FastAPI would resolve by silently taking the last."""
     allowed = query_names(request.scope["route"])
-    unknown = request.query_params.keys() - allowed
+    params = request.query_params
+    unknown = params.keys() - allowed
     if unknown:
         raise InvalidRequest(
             f"unknown query parameter(s) {', '.join(sorted(map(repr, unknown)))[:200]}; "
             f"this route takes {', '.join(sorted(allowed))}"
+        )
+    if len(params) < len(params.multi_items()):
+        repeated = sorted(key for key in params if len(params.getlist(key)) > 1)
+        raise InvalidRequest(
+            f"query parameter(s) given more than once: {', '.join(map(repr, repeated))}; give each once"
         )

@@ -273,3 +273,13 @@ async def test_streamed_body_over_the_limit_closes_the_connection(fake_model) ->
         sent = await call(manager.app, chunks)
     assert sent[0]["status"] == 413
     assert (b"connection", b"close") in sent[0]["headers"]
+
+
+@pytest.mark.parametrize("path", ["/v1/models/", "/v1/models/cifar10/", "/predict/", "/healthz/"])
+async def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(fake_model: Path, path: str) -> None:
+    """Issue 27: Starlette redirected `/v1/models/` to a Location built from the
+    request's Host header, so any client could make the service point elsewhere."""
+    async with serving(make_settings(fake_model), fake_loader) as client:
+        r = await client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+        assert_error(r, 404, "not_found")
+        assert "location" not in r.headers

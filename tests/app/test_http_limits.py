@@ -121,3 +121,30 @@ async def test_a_connection_that_sends_nothing_is_closed() -> None:
     protocol.deadline_passed("headers")
     assert transport.closed
     protocol.connection_lost(None)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n", id="malformed-request-line"),
+        pytest.param(b"GARBAGE\r\n\r\n", id="not-http"),
+        pytest.param(b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n", id="space-in-a-header-name"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n", id="nul-in-a-header-value"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+            id="bad-chunk-size",
+        ),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", id="two-lengths"
+        ),
+    ],
+)
+async def test_what_the_parser_refuses_is_a_json_400(request_bytes: bytes) -> None:
+    """Issue 27: uvicorn answered these in plain text ('Invalid HTTP request received.')."""
+    protocol, transport = connect()
+    protocol.data_received(request_bytes)
+    assert transport.written.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"content-type: application/json" in transport.written
+    assert error_of(transport) == (400, "bad_request")
+    assert transport.closed
+    protocol.connection_lost(None)

@@ -227,3 +227,66 @@ def test_big_images_reduced_in_strips_match_the_full_size_path(mode: str) -> Non
     out = decode_image(data, LIMIT)
     assert np.abs(out.astype(int) - reference.astype(int)).max() <= 32
     assert np.abs(out.astype(int) - reference.astype(int)).mean() < 3
+
+
+def _uniform(mode: str, value: object) -> Image.Image:
+    if mode in ("P", "PA"):
+        rgb = Image.new("RGB", (40, 40), (200, 30, 30)).convert("P", palette=Image.Palette.ADAPTIVE)
+        return rgb if mode == "P" else rgb.convert("PA")
+    return Image.new(mode, (40, 40), value)  # type: ignore[arg-type]
+
+
+WHITE, RED = (255, 255, 255), (200, 30, 30)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "value", "expected"),
+    [
+        pytest.param("1", "PNG", 1, WHITE, id="1-png"),
+        pytest.param("1", "TIFF", 0, (0, 0, 0), id="1-tiff"),
+        pytest.param("1", "BMP", 1, WHITE, id="1-bmp"),
+        pytest.param("L", "JPEG", 77, (77, 77, 77), id="L-jpeg"),
+        pytest.param("LA", "PNG", (77, 255), (77, 77, 77), id="LA-png-opaque"),
+        pytest.param("LA", "TIFF", (77, 0), WHITE, id="LA-tiff-transparent"),
+        pytest.param("P", "PNG", None, RED, id="P-png"),
+        pytest.param("PA", "TIFF", None, RED, id="PA-tiff"),
+        pytest.param("RGBA", "PNG", (10, 20, 30, 0), WHITE, id="RGBA-png-transparent"),
+        pytest.param("CMYK", "JPEG", (0, 0, 0, 0), WHITE, id="CMYK-jpeg"),
+        pytest.param("CMYK", "TIFF", (0, 255, 255, 0), (255, 0, 0), id="CMYK-tiff"),
+        pytest.param("YCbCr", "TIFF", (128, 128, 128), (128, 128, 128), id="YCbCr-tiff"),
+        pytest.param("I", "TIFF", 30000, (117, 117, 117), id="I-tiff-16-bit-range"),
+        pytest.param("I", "TIFF", 200, (200, 200, 200), id="I-tiff-8-bit-range"),
+        pytest.param("I;16", "PNG", 32768, (128, 128, 128), id="I16-png"),
+        pytest.param("I;16", "TIFF", 1000, (4, 4, 4), id="I16-tiff"),
+        pytest.param("I;16B", "TIFF", 65535, WHITE, id="I16B-tiff"),
+        pytest.param("F", "TIFF", 0.5, (128, 128, 128), id="F-tiff-0-1"),
+        pytest.param("F", "TIFF", 200.0, (200, 200, 200), id="F-tiff-0-255"),
+        pytest.param("F", "TIFF", 30000.0, (117, 117, 117), id="F-tiff-0-65535"),
+        pytest.param("F", "TIFF", -5.0, (0, 0, 0), id="F-tiff-negative"),
+        pytest.param("F", "TIFF", float("nan"), (0, 0, 0), id="F-tiff-nan"),
+        pytest.param("F", "TIFF", float("inf"), WHITE, id="F-tiff-inf"),
+    ],
+)
+def test_every_mode_pillow_reads_from_files_follows_the_policy(
+    mode: str, fmt: str, value: object, expected: tuple[int, int, int]
+) -> None:
+    """Issue 27: mode F always got 422 ('output array is read-only'). Each mode that
+    Pillow produces from the accepted formats, as Pillow reads it back."""
+    data = encode(_uniform(mode, value), fmt)
+    assert Image.open(io.BytesIO(data)).mode == mode
+    out = decode_image(data, LIMIT)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    np.testing.assert_allclose(out.reshape(-1, 3), np.tile(expected, (32 * 32, 1)), atol=2)
+
+
+def test_lab_tiff_decodes() -> None:
+    data = encode(Image.new("LAB", (40, 40), (128, 128, 128)), "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "LAB"
+    assert decode_image(data, LIMIT).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "ICO", "PCX", "SGI", "EPS", "SPIDER", "DDS", "QOI"])
+def test_formats_outside_the_policy_are_unsupported(fmt: str) -> None:
+    """Pillow reads some forty formats; the policy (and the 415's message) names six."""
+    with pytest.raises(UnsupportedImage):
+        decode_image(encode(Image.new("RGB", (40, 40), (1, 2, 3)), fmt), LIMIT)

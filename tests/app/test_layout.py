@@ -75,10 +75,12 @@ def rules_for(module: str) -> tuple[str, ...]:
 
 
 # A runtime loads its framework when it loads a model, by design (app/serving/runtimes).
+# (quiet.py: the tensorflow runtime's import, with its start-up INFO lines filtered.)
 FRAMEWORK_LOADERS = {
     "app.serving.runtimes.tf_savedmodel",
     "app.serving.runtimes.jax_keras",
     "app.serving.runtimes.openvino_ir",
+    "app.serving.runtimes.quiet",
 }
 
 

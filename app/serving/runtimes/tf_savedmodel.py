@@ -10,6 +10,7 @@ import numpy as np
 
 from app.serving.operations import Operation
 from app.serving.runtimes import ModelLoadError
+from app.serving.runtimes.quiet import import_tensorflow
 from model import contract
 from model.classes import IMAGE_SHAPE
 
@@ -19,7 +20,7 @@ class SavedModelRuntime:
     SavedModel, checked against the contract."""
 
     def __init__(self, path: Path) -> None:
-        import tensorflow as tf  # imported here: nothing else in the app needs it
+        tf = import_tensorflow()  # imported here, quietly: nothing else in the app needs it
 
         self._tf = tf
         self.path = path

@@ -52,7 +52,7 @@ VERSION_PARAM = {
     "in": "path",
     "required": True,
     "description": "a version number",
-    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$"},  # model.contract.parse_version
 }
 LABEL_PARAM = {
     "name": "label",

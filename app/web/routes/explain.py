@@ -9,12 +9,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from app.errors import InvalidRequest
 from app.imaging.encode import encode_png
 from app.imaging.overlay import DEFAULT_SCALE, overlay
 from app.serving.operations import Operation
+from app.web.answers import VALUE_BYTES, check_size, json_answer, png_bytes_bound
 from app.web.dependencies import InferenceDep
 from app.web.routes.common import ERRORS, ONE_IMAGE_BODY, to_prediction
 from app.web.schemas import ErrorResponse, ExplainResponse
@@ -31,14 +32,15 @@ EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def parse_class(value: str | None, classes: list[str]) -> int:
-    """contract.TOP_CLASS without a value; else the class id of a name or of an id."""
+    """contract.TOP_CLASS without a value; else the class id of a name or of an id
+    (ASCII digits, model.contract.parse_number)."""
     if value is None:
         return contract.TOP_CLASS
-    text = value.strip()
-    if text in classes:
-        return classes.index(text)
-    if text.isdigit() and int(text) < len(classes):
-        return int(text)
+    if value in classes:
+        return classes.index(value)
+    number = contract.parse_number(value, len(classes) - 1)
+    if number is not None:
+        return number
     raise InvalidRequest(
         f"unknown class {value[:50]!r}: give a name ({', '.join(classes)}) or an id 0-{len(classes) - 1}"
     )
@@ -81,13 +83,17 @@ async def explain(
     target = parse_class(class_, served.classes)
     names = served.explain_maps()
     chosen = _chosen_map(map, names)
+    if format == "json":
+        maps = len([chosen] if chosen else names)
+        estimate = maps * (32 * 32 * VALUE_BYTES + png_bytes_bound(32 * scale)) + 2 * png_bytes_bound(32)
+        check_size(estimate, inference.settings.max_answer_bytes, "one map (?map=) or a smaller ?scale=")
     (upload,) = await read_uploads(request, inference, max_files=1, fields=("file",))
     (result,) = await inference.run(Operation.EXPLAIN, [(upload.pixels, target)], request)
     used = int(result[contract.TARGET_CLASS])
     probs = result[contract.PROBABILITIES]
     if format == "png":
         name = chosen or names[-2]  # Grad-CAM of the last convolutional block
-        png = encode_png(overlay(upload.pixels, result[name], scale))
+        (png,) = await inference.decode([lambda: encode_png(overlay(upload.pixels, result[name], scale))])
         headers = {
             "X-Map": name,
             "X-Target-Class": str(used),
@@ -95,22 +101,21 @@ async def explain(
             "X-Target-Probability": f"{float(probs[used]):.6f}",
         }
         return Response(png, media_type="image/png", headers=headers)
-    maps = []
-    for name in [chosen] if chosen else names:
+
+    def one_map(name: str) -> dict[str, Any]:
         method, _, layer = name.partition("_") if name != contract.SALIENCY else (name, "", "")
         heat: np.ndarray = result[name]
-        maps.append(
-            {
-                "name": name,
-                "method": method,
-                "layer": layer or None,
-                "values": np.round(heat, 4).tolist(),
-                "overlay_png_base64": base64.b64encode(encode_png(overlay(upload.pixels, heat, scale))).decode(),
-            }
-        )
+        return {
+            "name": name,
+            "method": method,
+            "layer": layer or None,
+            "values": np.round(heat, 4),
+            "overlay_png_base64": base64.b64encode(encode_png(overlay(upload.pixels, heat, scale))).decode(),
+        }
+
     # A dict for the same reason as /feature-maps: pydantic would cost more than the model.
-    return JSONResponse(
-        {
+    def build() -> dict[str, Any]:
+        return {
             "model": {"name": served.name, "version": served.version},
             "prediction": to_prediction(probs, served.classes, upload.filename, top_k),
             "target": {
@@ -120,6 +125,7 @@ async def explain(
                 "requested": target != contract.TOP_CLASS,
             },
             "input_png_base64": base64.b64encode(encode_png(upload.pixels)).decode(),
-            "maps": maps,
+            "maps": [one_map(name) for name in ([chosen] if chosen else names)],
         }
-    )
+
+    return await json_answer(inference, build)

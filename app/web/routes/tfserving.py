@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.serving.operations import Operation
+from app.web.answers import VALUE_BYTES, check_size, json_answer
 from app.web.dependencies import PathInferenceDep
 from app.web.routes.common import TF_ERRORS, add_model_routes
 from app.web.schemas import TFServingClassifyResponse, TFServingResponse
@@ -22,7 +23,7 @@ from model import contract
 router = APIRouter(tags=["tensorflow-serving"])
 
 
-async def tf_serving_predict(request: Request, inference: PathInferenceDep) -> JSONResponse:
+async def tf_serving_predict(request: Request, inference: PathInferenceDep) -> Response:
     """TF Serving's row (`instances`) or columnar (`inputs`) request format.
 
     `"signature_name": "explain"` answers the explain signature instead: per instance a
@@ -34,8 +35,12 @@ async def tf_serving_predict(request: Request, inference: PathInferenceDep) -> J
         [partial(parse_instances, raw, settings.max_images_per_request, settings.max_image_pixels)]
     )
     if signature == contract.EXPLAIN_SIGNATURE:
+        inference.require(Operation.EXPLAIN)
+        maps = len(inference.model.layers) + 1  # Grad-CAM per feature layer, and saliency
+        per_row = (maps * 32 * 32 + len(inference.model.classes) + 1) * VALUE_BYTES
+        check_size(len(items) * per_row, settings.max_answer_bytes, "fewer instances")
         explained = await inference.run(Operation.EXPLAIN, items, request)
-        return JSONResponse({"predictions": [{k: v.tolist() for k, v in row.items()} for row in explained]})
+        return await json_answer(inference, lambda: {"predictions": explained})
     results = await inference.run(Operation.PREDICT, [image for image, _ in items], request)
     return JSONResponse({"predictions": [row.tolist() for row in results]})
 

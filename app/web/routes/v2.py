@@ -10,6 +10,7 @@ import asyncio
 from functools import partial
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from app.errors import InvalidRequest, NotReady
@@ -19,8 +20,11 @@ from app.protocols.v2_inputs import parse_request
 from app.serving.host import running
 from app.serving.operations import Operation
 from app.serving.registry import State
+from app.web.answers import VALUE_BYTES, check_size
 from app.web.dependencies import ModelName, PathInferenceDep, RegistryDep, ServiceDep, SettingsDep, path_target
+from app.web.routes.common import VERSION_PARAM
 from app.web.schemas import ErrorResponseV2
+from model import contract
 
 router = APIRouter(tags=["open-inference-protocol"])
 # Liveness and readiness: never behind the API key, as /healthz and /readyz.
@@ -89,13 +93,19 @@ async def infer(request: Request, inference: PathInferenceDep) -> Response:
     settings, info = inference.settings, inference.model
     raw = await request.body()
     length = request.headers.get(v2.HEADER_LENGTH)
-    if length is not None and not (length.isascii() and length.isdigit()):
-        raise InvalidRequest(f"{v2.HEADER_LENGTH} must be a whole number of bytes")
-    header_length = int(length) if length is not None else None
+    header_length = contract.parse_number(length, 1 << 62) if length is not None else None
+    if length is not None and header_length is None:
+        raise InvalidRequest(f"{v2.HEADER_LENGTH} must be a whole number of bytes (ASCII digits)")
     (parsed,) = await inference.decode(
         [partial(parse_request, raw, header_length, settings.max_images_per_request, settings.max_image_pixels)]
     )
     operations = v2.operations_for(info, [name for name, _ in parsed.outputs])
+    shapes = v2.output_shapes(info)
+    estimate = sum(
+        len(parsed.images) * int(np.prod(shapes[name][1][1:])) * (4 if binary else VALUE_BYTES)
+        for name, binary in parsed.outputs
+    )
+    check_size(estimate, settings.max_answer_bytes, "fewer outputs or images, or binary_data outputs")
     for operation in operations:
         inference.require(operation)  # before any runs: one answer, not a half-done request
     items: dict[Operation, list[Any]] = {
@@ -113,10 +123,18 @@ async def infer(request: Request, inference: PathInferenceDep) -> Response:
     return Response(body, media_type="application/octet-stream", headers={v2.HEADER_LENGTH: str(header_length)})
 
 
-def _add(suffix: str, endpoint: Any, method: str, **options: Any) -> None:
+def _add(suffix: str, endpoint: Any, method: str, openapi_extra: dict[str, Any] | None = None, **options: Any) -> None:
     for versions in VERSIONS:
+        extra = dict(openapi_extra or {})
+        if versions:  # the handlers read it from the path (path_target): the schema must still say so
+            extra["parameters"] = [VERSION_PARAM]
         router.add_api_route(
-            f"/v2/models/{{model_name}}{versions}{suffix}", endpoint, methods=[method], responses=ERRORS, **options
+            f"/v2/models/{{model_name}}{versions}{suffix}",
+            endpoint,
+            methods=[method],
+            responses=ERRORS,
+            openapi_extra=extra or None,
+            **options,
         )
 
 
