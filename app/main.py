@@ -25,6 +25,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.imaging.budget import run_until
 from app.imaging.decode import quiet_pillow
 from app.metrics import Metrics
 from app.multiprocess.front import FrontHost, ModelProcessClient
@@ -172,7 +173,9 @@ def create_app(settings: Settings | None = None, runtime_loader: RuntimeLoader =
     )
     app.state.settings = settings
     app.state.runtime_loader = runtime_loader
-    app.state.service = Service(Metrics(), Admission(settings.max_concurrent_requests, settings.retry_after_s))
+    app.state.service = Service(
+        Metrics(), Admission(settings.max_concurrent_requests, settings.retry_after_s), decode_guard=run_until
+    )
     register_exception_handlers(app)
     # Without keys, no auth dependency at all: each one is solved on every request.
     auth = [Depends(require_api_key)] if settings.api_keys else []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from model import contract
-from model.contract import ModelDirError, latest_version_dir
+from model.contract import ModelDirError, latest_version_dir, parse_number
 from training.config import DEFAULT_DATA, PRESET_SUMMARIES, PRESETS
 from training.flags import add_config_flags, config_overrides
 from training.run_folder import RunFolderError, check_finished, prepare
@@ -146,14 +146,19 @@ def _train_config(args: argparse.Namespace) -> Any:
     return cfg.replace(**config_overrides(args))
 
 
+MAX_SEED = 2**31 - 1  # seeds become JAX PRNG keys and NumPy seeds: 32 bits
+
+
 def parse_seeds(text: str) -> list[int]:
     """ "0-7" -> [0, ..., 7]; "0,3,5" -> [0, 3, 5]."""
     seeds: list[int] = []
     for part in text.split(","):
-        first, _, last = part.strip().partition("-")
-        if not (first.isdigit() and (last.isdigit() or not last)):
+        first, dash, last = part.strip().partition("-")
+        # contract.parse_number: ASCII digits only ("²".isdigit() is true, int("²") fails).
+        low, high = parse_number(first, MAX_SEED), parse_number(last, MAX_SEED) if dash else None
+        if low is None or (dash and (high is None or high < low)):
             raise UsageError(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
-        seeds += range(int(first), int(last or first) + 1)
+        seeds += range(low, (high if high is not None else low) + 1)
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {text!r}: give distinct seeds, e.g. 0-7 or 0,3,5")
     return seeds

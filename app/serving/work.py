@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from app.errors import ClientClosed, NotReady, OperationUnavailable, Overloaded, Timeout
@@ -20,7 +21,7 @@ from app.serving.batcher import BatcherClosed, BatchQueue, QueueFull
 from app.serving.host import Host
 from app.serving.model_info import ModelInfo
 from app.serving.operations import Operation
-from app.serving.service import Service
+from app.serving.service import DecodeGuard, Service
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,6 +117,7 @@ class Work:
     host: Host
     decoder: Executor
     deadline: Deadline
+    guard: DecodeGuard | None  # runs each decode-pool job under the deadline (app.serving.service)
 
     @property
     def model(self) -> ModelInfo:
@@ -128,7 +130,12 @@ class Work:
             raise OperationUnavailable(reason, operation)
 
     async def decode(self, calls: Sequence[Callable[[], T]]) -> list[T]:
-        """Run `calls` (decoding, parsing) in the decode pool, within the deadline."""
+        """Run `calls` (decoding, parsing, building a large answer) in the decode pool,
+        within the deadline; under the guard, a decode in them stops at its first read
+        after the deadline, so an expired request does not keep the pool busy."""
+        if self.guard is not None:
+            until, guard = self.deadline.monotonic(), self.guard
+            calls = [partial(guard, until, call) for call in calls]
         return await off_loop(self.decoder, calls, self.deadline)
 
     async def submit(
@@ -158,6 +165,7 @@ def leased(
     version_held = registry.acquire(name, version, label)
     try:
         assert version_held.host is not None  # acquire hands out AVAILABLE versions only
-        yield Work(version_held.host, service.decoder, Deadline.start(timeout_s, retry_after_s))
+        deadline = Deadline.start(timeout_s, retry_after_s)
+        yield Work(version_held.host, service.decoder, deadline, service.decode_guard)
     finally:
         registry.release(version_held)

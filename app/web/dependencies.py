@@ -14,17 +14,15 @@ All of them are `async def` on purpose: they never block, and FastAPI runs a pla
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
 from app.errors import APIError, InvalidRequest, NotFound, NotReady
-from app.imaging.budget import run_until
 from app.serving.api_keys import check_api_key
 from app.serving.operations import Operation
 from app.serving.registry import Registry
@@ -102,13 +100,6 @@ class Inference(Work):
 
     settings: Settings
 
-    async def decode(self, calls: Sequence[Callable[[], T]]) -> list[T]:
-        """Run `calls` (decoding, parsing, building a large answer) in the decode pool,
-        within the deadline; a decode in them stops at its first read after the deadline
-        (app.imaging.budget), so an expired request does not keep the pool busy."""
-        until = self.deadline.monotonic()
-        return await super().decode([partial(run_until, until, call) for call in calls])
-
     async def run(self, operation: Operation, items: Sequence[Any], request: Request) -> list[Any]:
         """`items` through the version's batcher of `operation`, within the deadline;
         dropped if the client goes away first."""
@@ -129,7 +120,7 @@ def _leased(request: Request, name: str | None, version: int | None, label: str 
     service: Service = request.app.state.service
     settings: Settings = request.app.state.settings
     with leased(service, name, version, label, settings.request_timeout_s, settings.retry_after_s) as work:
-        yield Inference(work.host, work.decoder, work.deadline, settings)
+        yield Inference(work.host, work.decoder, work.deadline, work.guard, settings)
 
 
 async def get_inference(

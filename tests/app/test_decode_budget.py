@@ -55,3 +55,26 @@ def test_a_decode_past_its_deadline_stops_at_the_next_read() -> None:
     with pytest.raises(Timeout):
         budget.run_until(time.monotonic() - 1, lambda: decode_image(data, LIMIT))
     assert budget.run_until(time.monotonic() + 60, lambda: decode_image(data, LIMIT)).shape == (32, 32, 3)
+
+
+@pytest.mark.anyio
+async def test_every_edge_decodes_under_the_deadline(fake_model) -> None:
+    """The guard is the service's (run_until, wired by the app factory), and Work.decode,
+    which HTTP and gRPC share, runs every job under it with the request's deadline."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.main import create_app
+    from app.serving.work import Deadline, Work
+    from tests.app.conftest import make_settings
+
+    assert create_app(make_settings(fake_model)).state.service.decode_guard is budget.run_until
+    seen: list[float] = []
+
+    def spy(until: float, job: object) -> object:
+        seen.append(until)
+        return job()  # type: ignore[operator]
+
+    with ThreadPoolExecutor(1) as pool:
+        work = Work(None, pool, Deadline.start(30, 1), spy)  # type: ignore[arg-type]
+        assert await work.decode([lambda: 1, lambda: 2]) == [1, 2]
+    assert len(seen) == 2 and all(abs(until - (time.monotonic() + 30)) < 5 for until in seen)

@@ -93,8 +93,9 @@ def test_cli_seed_lists() -> None:
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("0,3,5") == [0, 3, 5]
     assert parse_seeds("7") == [7]
-    with pytest.raises(UsageError):
-        parse_seeds("1,1")
+    for bad in ("1,1", "²", "0-²", "５", "5-3", "-1", "01", "", "1-", str(2**31)):
+        with pytest.raises(UsageError):
+            parse_seeds(bad)
 
 
 def test_network_shapes_parameters_and_identity_init() -> None:
