@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import server_process
-from bench_hostile import rss_mb, statuses
+from bench_hostile import statuses, while_probing
 from bench_serving import WRK_SCRIPT, multipart_bodies, sample_images, wrk
 from hostile_files import (
     SLOW_FILES,
@@ -81,36 +81,14 @@ def request_bytes(path: str, kwargs: dict[str, object]) -> int:
 
 
 def amplify(url: str, pid: int, path: str, kwargs: dict[str, object]) -> dict[str, float]:
-    done = threading.Event()
-    probes: list[float] = []
-
-    def probe() -> None:
-        with httpx.Client(base_url=url, timeout=120) as client:
-            while not done.is_set():
-                t = time.perf_counter()
-                client.get("/healthz")
-                probes.append(time.perf_counter() - t)
-                time.sleep(0.005)
-
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    before = rss_mb(pid, "VmRSS")
-    thread = threading.Thread(target=probe)
-    thread.start()
-    time.sleep(0.2)
-    started = time.perf_counter()
-    try:
-        r = httpx.post(f"{url}{path}", timeout=300, **kwargs)  # type: ignore[arg-type]
-    finally:
-        seconds = time.perf_counter() - started
-        done.set()
-        thread.join()
+    p = while_probing(url, pid, lambda: httpx.post(f"{url}{path}", timeout=300, **kwargs))  # type: ignore[arg-type]
     return {
-        "status": r.status_code,
+        "status": p.response.status_code,
         "request": request_bytes(path, kwargs),
-        "answer": len(r.content),
-        "seconds": seconds,
-        "probe_ms": max(probes) * 1000,
-        "rss_mb": rss_mb(pid, "VmHWM") - before,
+        "answer": len(p.response.content),
+        "seconds": p.seconds,
+        "probe_ms": p.probe_ms,
+        "rss_mb": p.rss_growth_mb,
     }
 
 

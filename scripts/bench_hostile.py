@@ -25,6 +25,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -74,12 +76,25 @@ def heavy_requests(jpegs: list[bytes]) -> dict[str, tuple[str, dict[str, object]
     }
 
 
-def stall(url: str, pid: int, path: str, kwargs: dict[str, object]) -> tuple[int, float, int, float]:
+@dataclass
+class Probed:
+    """One request sent while a keep-alive client asked /healthz every 5 ms."""
+
+    response: httpx.Response
+    seconds: float  # the request's own time
+    probe_ms: float  # the slowest /healthz answer meanwhile
+    probes: int
+    rss_growth_mb: float  # the server's peak RSS over its RSS before (VmHWM reset first)
+
+
+def while_probing(url: str, pid: int, send: Callable[[], httpx.Response], probe_timeout_s: float = 120) -> Probed:
+    """Send one request with `send` while probing /healthz, to see what it costs everyone
+    else (a stall of the event loop shows as a slow probe)."""
     done = threading.Event()
     probes: list[float] = []
 
     def probe() -> None:
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=probe_timeout_s) as client:
             while not done.is_set():
                 t = time.perf_counter()
                 client.get("/healthz")
@@ -91,12 +106,19 @@ def stall(url: str, pid: int, path: str, kwargs: dict[str, object]) -> tuple[int
     thread = threading.Thread(target=probe)
     thread.start()
     time.sleep(0.2)
+    started = time.perf_counter()
     try:
-        r = httpx.post(f"{url}{path}", timeout=120, **kwargs)  # type: ignore[arg-type]
+        response = send()
     finally:
+        seconds = time.perf_counter() - started
         done.set()
         thread.join()
-    return r.status_code, max(probes) * 1000, len(probes), rss_mb(pid, "VmHWM") - before
+    return Probed(response, seconds, max(probes) * 1000, len(probes), rss_mb(pid, "VmHWM") - before)
+
+
+def stall(url: str, pid: int, path: str, kwargs: dict[str, object]) -> tuple[int, float, int, float]:
+    p = while_probing(url, pid, lambda: httpx.post(f"{url}{path}", timeout=120, **kwargs), probe_timeout_s=60)  # type: ignore[arg-type]
+    return p.response.status_code, p.probe_ms, p.probes, p.rss_growth_mb
 
 
 def statuses(url: str) -> dict[str, float]:
