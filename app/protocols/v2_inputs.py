@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -22,15 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
+from app.errors import InvalidRequest, PayloadTooLarge
 from app.imaging.decode import decode_image
+from app.protocols.json_reader import json_object
 from model import contract
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
 
 PIXELS = math.prod(IMAGE_SHAPE)
 INPUT_NAMES = (contract.INPUT_NAME, contract.TARGET_CLASS)
-# JSON values (commas and brackets) one image may take: 3,072 numbers and their brackets.
-VALUES_PER_IMAGE = 4200
 
 
 @dataclass(frozen=True)
@@ -62,15 +60,7 @@ def _header(raw: bytes, header_length: int | None, max_images: int) -> tuple[dic
         raise InvalidRequest(f"Inference-Header-Content-Length is {header_length}, but the body holds {len(raw)} bytes")
     else:
         head, rest = raw[:header_length], raw[header_length:]
-    if head.count(b",") + head.count(b"[") > max_images * VALUES_PER_IMAGE:
-        raise PayloadTooLarge(f"the JSON holds more values than {max_images} images of 32x32x3 pixels")
-    try:
-        body = json.loads(head)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"the inference request is not valid JSON: {type(exc).__name__}: {exc}"[:300]) from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("the inference request must be a JSON object")
-    return body, rest
+    return json_object(head, max_images, "the inference request"), rest
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:

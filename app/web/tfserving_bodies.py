@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import numpy as np
 
 from app.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
 from app.imaging.decode import decode_image
+from app.protocols.json_reader import json_object
 from model import contract
 from model.classes import IMAGE_SHAPE, NUM_CLASSES
 
@@ -145,23 +145,8 @@ def _pixels(instance: Any, index: int, max_pixels: int, key: str = "instances") 
     return arr.astype(np.uint8)
 
 
-# JSON values (counted as commas and brackets) one instance may take: a 32x32x3 pixel
-# list has 3,071 commas and 1,057 brackets. Counting is a fast scan of the bytes; it
-# bounds what json.loads, which holds the GIL even in the decode pool, ever parses.
-VALUES_PER_INSTANCE = 4200
-
-
 def _json_object(raw: bytes, max_images: int, signatures: tuple[str, ...]) -> dict[str, Any]:
-    if raw.count(b",") + raw.count(b"[") > max_images * VALUES_PER_INSTANCE:
-        raise PayloadTooLarge(f"the body holds more JSON values than {max_images} instances of 32x32x3 pixels")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and integers over Python's digit limit;
-        # RecursionError, nesting deeper than the parser goes.
-        raise InvalidJSON(f"the body is not valid JSON: {type(exc).__name__}: {exc}"[:300]) from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("the body must be a JSON object")
+    body = json_object(raw, max_images)
     signature = body.get("signature_name", contract.SERVING_SIGNATURE)
     if signature not in signatures:
         raise InvalidRequest(
