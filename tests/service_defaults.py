@@ -14,7 +14,7 @@ from tests.deploy.conftest import dockerfile_instructions, expand_args
 
 PREFIX = Settings.model_config["env_prefix"]
 # Set by the supervisor for its own front processes, never by a user.
-INTERNAL = {f"{PREFIX}MODEL_PROCESS_SOCKET"}
+INTERNAL = {f"{PREFIX}MODEL_PROCESS_SOCKET", f"{PREFIX}SUPERVISOR_PID"}
 
 
 def settings_fields() -> dict[str, str]:
