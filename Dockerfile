@@ -32,7 +32,7 @@ RUN pip install --no-deps -r /tmp/requirements.lock \
 FROM deps AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY model/__init__.py model/contract.py model/classes.py model/layers.py model/
+COPY model/__init__.py model/contract.py model/classes.py model/layers.py model/telemetry.py model/
 COPY app/ app/
 RUN pip install --no-deps . && rm -rf /src
 

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 import tensorflow as tf
 
 from model import contract
 from model.classes import IMAGE_SHAPE
+from model.telemetry import telemetry_declined
+
+with telemetry_declined():  # importing openvino sends an event otherwise
+    import openvino as ov
 
 # float32 arithmetic for every IR: OpenVINO's CPU plugin otherwise runs float32 layers in
 # bfloat16 on CPUs that have it (AMX), which moves probabilities by ~1e-3. The service's
@@ -52,7 +55,8 @@ def convert(version: Path, layers: Sequence[str]) -> ov.Model:
 
     # A list keeps the order of `names`; a dict's outputs would come back sorted and
     # named after internal nodes. share_weights=False: the model outlives `loaded`.
-    model = ov.convert_model(graph.get_concrete_function(), share_weights=False)
+    with telemetry_declined():  # each conversion starts the converter's telemetry anew
+        model = ov.convert_model(graph.get_concrete_function(), share_weights=False)
     for output, name in zip(model.outputs, names, strict=True):
         output.get_tensor().set_names({name})
     model.inputs[0].get_tensor().set_names({contract.INPUT_NAME})

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import contract
+from model.telemetry import telemetry_declined
 from training import openvino_ir
 from training.data import load_dataset, stratified_split
 from training.export import git_commit
@@ -190,8 +191,10 @@ def _check_int8(
 
 def quantize(version: Path, data: str, cfg: QuantizeConfig = QuantizeConfig(), force: bool = False) -> dict[str, Any]:
     """Write `version/openvino/` (float32 and int8 IR) and its card record; return the card."""
-    import nncf
     import openvino as ov
+
+    with telemetry_declined():  # nncf's telemetry starts at its first import
+        import nncf
 
     card = check_version(version, force)
     layers = list(card["feature_layers"])

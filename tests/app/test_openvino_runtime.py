@@ -55,13 +55,11 @@ def test_float32_matches_the_savedmodel(tiny_openvino: Path, images: np.ndarray)
 
 
 def test_int8_serves_the_quantized_file(tiny_openvino: Path, images: np.ndarray) -> None:
-    import openvino as ov
-
     from training import openvino_ir
 
     served = Classifier(tiny_openvino, MAX_BATCH, "openvino")
     version = contract.latest_version_dir(tiny_openvino)
-    model = ov.Core().read_model(version / contract.OPENVINO_DIR / "int8.xml")
+    model = openvino_ir.ov.Core().read_model(version / contract.OPENVINO_DIR / "int8.xml")
     int8 = openvino_ir.compile_model(openvino_ir.outputs(model, [contract.PROBABILITIES]))
     expected = openvino_ir.run(int8, images, len(images))[contract.PROBABILITIES]
     np.testing.assert_allclose(np.stack(served.predict(list(images))), expected, atol=ATOL, rtol=0)

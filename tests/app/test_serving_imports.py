@@ -1,7 +1,7 @@
 """The service needs only the serving half of model/: the serving image ships
-model/__init__.py, contract.py, classes.py and layers.py (the Dockerfile's COPY), not
-the builders, the NumPy reference or training. An import of those from app/ would
-first fail inside the image; these tests fail here instead. (The jax runtime imports
+model/__init__.py, contract.py, classes.py, layers.py and telemetry.py (the Dockerfile's
+COPY), not the builders, the NumPy reference or training. An import of those from app/
+would first fail inside the image; these tests fail here instead. (The jax runtime imports
 model.layers when it loads an archive: tests/app/test_jax_runtime.py checks that.)"""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def image_model_modules() -> set[str]:
 
 
 def test_the_image_copies_the_serving_half_of_model() -> None:
-    assert image_model_modules() == {"model", "model.contract", "model.classes", "model.layers"}
+    assert image_model_modules() == {"model", "model.contract", "model.classes", "model.layers", "model.telemetry"}
 
 
 def test_importing_the_app_imports_only_what_the_image_ships() -> None:

@@ -24,6 +24,7 @@ from app.serving.operations import Operation
 from app.serving.runtimes import ModelLoadError
 from model import contract
 from model.classes import IMAGE_SHAPE
+from model.telemetry import telemetry_declined
 
 # float32 arithmetic in every layer the IR keeps in float32: OpenVINO's CPU plugin would
 # otherwise run them in bfloat16 on CPUs that have it (AMX), unlike the figures that
@@ -70,7 +71,10 @@ class OpenVinoRuntime:
 
     def __init__(self, path: Path, precision: str, layer_order: Sequence[str]) -> None:
         try:
-            import openvino as ov  # imported here: only this runtime needs it
+            # Imported here: only this runtime needs it; and without the telemetry that
+            # its import would start (model.telemetry).
+            with telemetry_declined():
+                import openvino as ov
         except ImportError as exc:
             raise ModelLoadError(
                 "the openvino runtime needs the openvino package: pip install 'cifar10-service[openvino]'"
