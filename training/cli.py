@@ -212,6 +212,12 @@ def _check(args: argparse.Namespace) -> None:
             if not (version / "saved_model.pb").is_file():
                 raise UsageError(f"{version} is not a SavedModel version folder (no saved_model.pb)")
     elif args.command == "quantize":
+        if args.calibration_images < 1 or args.calibration_seed < 0 or not 0 < args.min_agreement_tta <= 1:
+            raise UsageError(
+                "--calibration-images must be at least 1, --calibration-seed at least 0, "
+                "--min-agreement-tta a fraction in (0, 1]"
+            )
+        _check_data(args.data)
         for version in args.versions:
             for name in ("saved_model.pb", "model_card.json"):
                 if not (version / name).is_file():

@@ -78,14 +78,21 @@ def test_quantize_refuses_to_overwrite_without_force(tiny_openvino: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("folder", "words"),
+    ("folder", "flags", "words"),
     [
-        pytest.param("nowhere/1", ("nowhere/1", "no saved_model.pb"), id="missing"),
-        pytest.param(f"{SHIPPED.name}/6", ("openvino already exists", "--force"), id="already-quantized"),
+        pytest.param("nowhere/1", (), ("nowhere/1", "no saved_model.pb"), id="missing"),
+        pytest.param(f"{SHIPPED.name}/6", (), ("openvino already exists", "--force"), id="already-quantized"),
+        # Flags are checked before any folder or data is read (numpy would raise on a negative seed).
+        pytest.param("nowhere/1", ("--calibration-seed", "-1"), ("--calibration-seed",), id="negative-seed"),
+        pytest.param("nowhere/1", ("--calibration-images", "0"), ("--calibration-images",), id="no-calibration"),
+        pytest.param("nowhere/1", ("--min-agreement-tta", "1.5"), ("--min-agreement-tta",), id="agreement-over-1"),
+        pytest.param("nowhere/1", ("--data", "nowhere.tar.gz"), ("nowhere.tar.gz", "does not exist"), id="no-data"),
     ],
 )
-def test_quantize_cli_mistakes_are_one_line(tmp_path: Path, folder: str, words: tuple[str, ...]) -> None:
+def test_quantize_cli_mistakes_are_one_line(
+    tmp_path: Path, folder: str, flags: tuple[str, ...], words: tuple[str, ...]
+) -> None:
     from tests.training.test_cli import assert_one_line_error, cli
 
     path = folder if folder.startswith("nowhere") else str(SHIPPED.parent / folder)
-    assert_one_line_error(cli(tmp_path, "quantize", path), *words)
+    assert_one_line_error(cli(tmp_path, "quantize", path, *flags), *words)
