@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -63,18 +64,8 @@ def server(repo: Path, log: Path, *args: str, **env: str) -> Iterator[server_pro
         server_process.stop(started.proc)
 
 
-def raw(url: str, payload: bytes, timeout: float = 10.0) -> bytes:
-    """Send bytes on a new connection; everything answered until the server closes."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(payload)
-        data = b""
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except OSError:
-            pass
-    return data
+# Raw HTTP on a new connection; the probe's malformed requests are answered at once.
+raw = partial(server_process.raw_exchange, timeout_s=10.0)
 
 
 def shape(response: bytes) -> str:

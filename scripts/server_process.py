@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTORY = "app.main:create_app"
@@ -140,29 +141,32 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
 
 @contextmanager
 def running(
-    env: Mapping[str, str] | None = None,
-    *,
-    cli: bool = True,
-    args: Sequence[str] = (),
-    factory: str = FACTORY,
-    log: Path | None = None,
-    cwd: Path = ROOT,
-    base_env: Mapping[str, str] | None = None,
-    ready_timeout_s: float = 300.0,
-    stop_timeout_s: float = 60.0,
+    env: Mapping[str, str] | None = None, *, stop_timeout_s: float = 60.0, **options: Any
 ) -> Iterator[ServerProcess]:
-    """`start` for a block, then `stop`: nothing is left running, whatever the block does."""
-    server = start(
-        env,
-        cli=cli,
-        args=args,
-        factory=factory,
-        log=log,
-        cwd=cwd,
-        base_env=base_env,
-        ready_timeout_s=ready_timeout_s,
-    )
+    """`start(env, **options)` for a block, then `stop`: nothing is left running,
+    whatever the block does."""
+    server = start(env, **options)
     try:
         yield server
     finally:
         stop(server.proc, stop_timeout_s)
+
+
+def raw_exchange(url: str, payload: bytes, *, timeout_s: float = 15.0, then: bytes = b"") -> bytes:
+    """Send `payload` (and then `then`) as raw bytes on a new connection to the server at
+    `url`; return everything it answers before it closes (or `timeout_s` passes)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        try:
+            sock.sendall(payload)
+            if then:
+                sock.sendall(then)
+        except OSError:
+            pass  # the server may close while we still send: read what it answered
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError:
+            pass
+    return data

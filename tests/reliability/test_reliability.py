@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from scripts.server_process import running
+from scripts.server_process import raw_exchange, running
 from tests.app.test_hostile import DEEP, HUGE_INT, OVER_FLOAT_INT
 from tests.app.test_images import MALFORMED_TIFF
 from tests.conftest import ROOT, SHIPPED
@@ -156,26 +155,6 @@ def test_fuzzed_images_never_cause_a_server_error(server: Server) -> None:
     assert sum(statuses.values()) >= 50
 
 
-def _raw(server: Server, payload: bytes, *, read_timeout: float = 15.0, then: bytes = b"") -> bytes:
-    """Send raw bytes on a new connection and return everything the server answers
-    before it closes (or read_timeout passes)."""
-    host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
-        try:
-            sock.sendall(payload)
-            if then:
-                sock.sendall(then)
-        except OSError:
-            pass  # the server may close while we still send: read what it answered
-        data = b""
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except OSError:
-            pass
-    return data
-
-
 def _status(response: bytes) -> int:
     return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else 0
 
@@ -185,25 +164,31 @@ def test_hostile_http_cases(server: Server) -> None:
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
     server.reset_peak()
     rss_before = server.rss_mb()
-    results["50 MB header"] = _status(_raw(server, head + b"X-Big: " + b"a" * (1 << 20), then=b"a" * (49 << 20)))
+    results["50 MB header"] = _status(
+        raw_exchange(server.url, head + b"X-Big: " + b"a" * (1 << 20), then=b"a" * (49 << 20))
+    )
     FIGURES["50 MB header: server peak RSS growth MB"] = round(server.rss_mb("VmHWM") - rss_before, 1)
     results["200 header fields"] = _status(
-        _raw(server, head + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n")
+        raw_exchange(server.url, head + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n")
     )
-    results["headers never finish"] = _status(_raw(server, head))
-    results["connect, send nothing"] = _status(_raw(server, b""))
+    results["headers never finish"] = _status(raw_exchange(server.url, head))
+    results["connect, send nothing"] = _status(raw_exchange(server.url, b""))
     results["body never finishes"] = _status(
-        _raw(
-            server,
+        raw_exchange(
+            server.url,
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n",
         )
     )
     streamed = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + b"\0" * (11 << 20)
-    results["streamed body over the limit"] = _status(_raw(server, streamed + b"%x\r\n" % len(chunk) + chunk + b"\r\n"))
+    results["streamed body over the limit"] = _status(
+        raw_exchange(server.url, streamed + b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+    )
     forged = uuid.uuid4().hex
     results["CRLF in the URL"] = _status(
-        _raw(server, f"GET /x%0D%0A{forged}%20forged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        raw_exchange(
+            server.url, f"GET /x%0D%0A{forged}%20forged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
     )
     with httpx.Client(base_url=server.url, timeout=60) as client:
         tf = "/v1/models/cifar10:predict"
@@ -223,11 +208,11 @@ def test_hostile_http_cases(server: Server) -> None:
         ).status_code
     body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + CORPUS["png"][:200]
     results["disconnect mid-body"] = _status(
-        _raw(
-            server,
+        raw_exchange(
+            server.url,
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 100000\r\n\r\n" + body,
-            read_timeout=0.5,
+            timeout_s=0.5,
         )
     )
     FIGURES["hostile"] = results
