@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import platform
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,9 +27,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import server_process
-from bench_hostile import statuses, while_probing
-from bench_serving import WRK_SCRIPT, multipart_bodies, sample_images, wrk
+from bench_hostile import served, statuses, while_probing
+from bench_serving import wrk
 from hostile_files import (
     SLOW_FILES,
     jpeg_empty_markers,
@@ -134,59 +129,43 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     env = dict(kv.split("=", 1) for kv in args.server_env.split(",") if kv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True)
-    jpegs = sample_images()
-    server = server_process.start(
-        {"CIFAR10_MODEL_DIR": args.model_dir, "CIFAR10_LOG_LEVEL": "warning", **env}, cwd=args.repo
-    )
-    proc, url = server.proc, server.url
-    print(
-        f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
-        f"{platform.python_version()}; server: {args.repo} at {commit.stdout.strip() or '?'}, {env or 'default settings'}\n"
-    )
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
-            script = Path(scratch) / "predict.lua"
-            script.write_text(WRK_SCRIPT)
-            bodies = multipart_bodies(jpegs, Path(scratch))
-            wrk(url, bodies, script, 8, 2.0)  # warm up
-            if "amplify" not in skip:
+    server_env = {"CIFAR10_MODEL_DIR": args.model_dir, "CIFAR10_LOG_LEVEL": "warning", **env}
+    with served(args.repo, server_env, (), str(env or "default settings")) as bench:
+        if "amplify" not in skip:
+            print(
+                "| request | status | request bytes | answer bytes | seconds | slowest /healthz ms | peak RSS growth MB |"
+            )
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for name, (path, kwargs) in amplifiers(bench.jpegs[0]).items():
+                a = amplify(bench.url, bench.pid, path, kwargs)
                 print(
-                    "| request | status | request bytes | answer bytes | seconds | slowest /healthz ms | peak RSS growth MB |"
+                    f"| {name} | {a['status']} | {a['request']:,} | {a['answer']:,} | {a['seconds']:.2f} "
+                    f"| {a['probe_ms']:.0f} | {a['rss_mb']:.0f} |",
+                    flush=True,
                 )
-                print("|---|---:|---:|---:|---:|---:|---:|")
-                for name, (path, kwargs) in amplifiers(jpegs[0]).items():
-                    a = amplify(url, proc.pid, path, kwargs)
-                    print(
-                        f"| {name} | {a['status']} | {a['request']:,} | {a['answer']:,} | {a['seconds']:.2f} "
-                        f"| {a['probe_ms']:.0f} | {a['rss_mb']:.0f} |",
-                        flush=True,
-                    )
-            if "decode" not in skip:
-                print("\n| slow-structure file | MB | status | seconds |")
-                print("|---|---:|---:|---:|")
-                for name, make in SLOW_FILES.items():
-                    data, out = make(), []
-                    post_file(url, data, out)
-                    print(f"| {name} | {len(data) / 1e6:.1f} | {out[0][0]} | {out[0][1]:.2f} |", flush=True)
-            if "mix" not in skip:
-                slow = [make() for make in MIX_FILES]
+        if "decode" not in skip:
+            print("\n| slow-structure file | MB | status | seconds |")
+            print("|---|---:|---:|---:|")
+            for name, make in SLOW_FILES.items():
+                data, out = make(), []
+                post_file(bench.url, data, out)
+                print(f"| {name} | {len(data) / 1e6:.1f} | {out[0][0]} | {out[0][1]:.2f} |", flush=True)
+        if "mix" not in skip:
+            slow = [make() for make in MIX_FILES]
+            print(
+                "\n| single-image /predict, c=8 | requests | p50 ms | p99 ms | non-2xx | server statuses (POST) | slow files: status, s |"
+            )
+            print("|---|---:|---:|---:|---:|---|---|")
+            for name, files in [("alone", []), ("3 slow files arrive at 2 s", slow)]:
+                m = mix(bench.url, bench.bodies, bench.script, args.duration, files)
+                w = m["wrk"]
+                assert isinstance(w, dict) and isinstance(m["slow"], list)
+                got = ", ".join(f"{s} in {t:.1f}" for s, t in m["slow"]) or "-"
                 print(
-                    "\n| single-image /predict, c=8 | requests | p50 ms | p99 ms | non-2xx | server statuses (POST) | slow files: status, s |"
+                    f"| {name} | {w['requests']:.0f} | {w['p50']:.0f} | {w['p99']:.0f} | {w['errors']:.0f} "
+                    f"| {m['statuses']} | {got} |",
+                    flush=True,
                 )
-                print("|---|---:|---:|---:|---:|---|---|")
-                for name, files in [("alone", []), ("3 slow files arrive at 2 s", slow)]:
-                    m = mix(url, bodies, script, args.duration, files)
-                    w = m["wrk"]
-                    assert isinstance(w, dict) and isinstance(m["slow"], list)
-                    got = ", ".join(f"{s} in {t:.1f}" for s, t in m["slow"]) or "-"
-                    print(
-                        f"| {name} | {w['requests']:.0f} | {w['p50']:.0f} | {w['p99']:.0f} | {w['errors']:.0f} "
-                        f"| {m['statuses']} | {got} |",
-                        flush=True,
-                    )
-    finally:
-        server_process.stop(proc)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,42 @@ def overload(url: str, pid: int, bodies: list[Path], script: Path, duration: flo
     }
 
 
+@dataclass
+class Bench:
+    """A started server and what the load of a benchmark needs."""
+
+    url: str
+    pid: int
+    jpegs: list[bytes]  # the sample images
+    script: Path  # wrk's Lua script
+    bodies: list[Path]  # one multipart /predict body per sample image
+
+
+@contextmanager
+def served(repo: Path, env: dict[str, str], args: Sequence[str], describe: str) -> Iterator[Bench]:
+    """`python -m app` from `repo` with `env` and `args`, the machine and server line
+    printed (`describe`: how the server runs), wrk's script and bodies written and the
+    server warmed up with them; stopped after the block."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    jpegs = sample_images()
+    server = server_process.start(env, args=args, cwd=repo)
+    print(
+        f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
+        f"server: {repo} at {commit or '?'}, {describe}\n"
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+            script = Path(scratch) / "predict.lua"
+            script.write_text(WRK_SCRIPT)
+            bodies = multipart_bodies(jpegs, Path(scratch))
+            wrk(server.url, bodies, script, 8, 2.0)  # warm up
+            yield Bench(server.url, server.pid, jpegs, script, bodies)
+    finally:
+        server_process.stop(server.proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose app/ to serve (A/B)")
@@ -175,46 +212,29 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated: stall,overload,throughput")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=args.repo, capture_output=True, text=True
-    ).stdout.strip()
-    jpegs = sample_images()
     env = {"CIFAR10_MODEL_DIR": args.model_dir, "CIFAR10_LOG_LEVEL": "warning"}
-    server = server_process.start(env, args=args.server_args.split(), cwd=args.repo)
-    proc, url = server.proc, server.url
-    print(
-        f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
-        f"server: {args.repo} at {commit or '?'}, python -m app {args.server_args}\n"
-    )
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
-            script = Path(scratch) / "predict.lua"
-            script.write_text(WRK_SCRIPT)
-            bodies = multipart_bodies(jpegs, Path(scratch))
-            wrk(url, bodies, script, 8, 2.0)  # warm up
-            if "stall" not in skip:
-                print("| heavy request | status | slowest /healthz probe ms | probes | peak RSS growth MB |")
-                print("|---|---:|---:|---:|---:|")
-                for name, (path, kwargs) in heavy_requests(jpegs).items():
-                    status, worst, n, grown = stall(url, proc.pid, path, kwargs)
-                    print(f"| {name} | {status} | {worst:.0f} | {n} | {grown:.0f} |", flush=True)
-            if "overload" not in skip:
-                o = overload(url, proc.pid, bodies, script, args.duration)
-                h, w = o["healthz_ms"], o["wrk"]
-                assert isinstance(h, list) and isinstance(w, dict)
-                print(
-                    f"\noverload, c=512, {args.duration:g} s: statuses {o['statuses']}, wrk p50 {w['p50']:.0f} ms, p99 {w['p99']:.0f} ms, "
-                    f"non-2xx or socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
-                    f"max {max(h):.0f} ms; peak RSS {o['peak_rss_mb']:.0f} MB"
-                )
-            if "throughput" not in skip:
-                t = wrk(url, bodies, script, 64, args.duration)
-                print(
-                    f"\nthroughput, c=64, {args.duration:g} s: {(t['requests'] - t['errors']) / t['seconds']:.1f} req/s, "
-                    f"p50 {t['p50']:.0f} ms, p99 {t['p99']:.0f} ms, errors {t['errors']}"
-                )
-    finally:
-        server_process.stop(proc)
+    with served(args.repo, env, args.server_args.split(), f"python -m app {args.server_args}") as bench:
+        if "stall" not in skip:
+            print("| heavy request | status | slowest /healthz probe ms | probes | peak RSS growth MB |")
+            print("|---|---:|---:|---:|---:|")
+            for name, (path, kwargs) in heavy_requests(bench.jpegs).items():
+                status, worst, n, grown = stall(bench.url, bench.pid, path, kwargs)
+                print(f"| {name} | {status} | {worst:.0f} | {n} | {grown:.0f} |", flush=True)
+        if "overload" not in skip:
+            o = overload(bench.url, bench.pid, bench.bodies, bench.script, args.duration)
+            h, w = o["healthz_ms"], o["wrk"]
+            assert isinstance(h, list) and isinstance(w, dict)
+            print(
+                f"\noverload, c=512, {args.duration:g} s: statuses {o['statuses']}, wrk p50 {w['p50']:.0f} ms, p99 {w['p99']:.0f} ms, "
+                f"non-2xx or socket errors {w['errors']}; /healthz on a new connection: {len(h)} probes, median {np.median(h):.0f} ms, "
+                f"max {max(h):.0f} ms; peak RSS {o['peak_rss_mb']:.0f} MB"
+            )
+        if "throughput" not in skip:
+            t = wrk(bench.url, bench.bodies, bench.script, 64, args.duration)
+            print(
+                f"\nthroughput, c=64, {args.duration:g} s: {(t['requests'] - t['errors']) / t['seconds']:.1f} req/s, "
+                f"p50 {t['p50']:.0f} ms, p99 {t['p99']:.0f} ms, errors {t['errors']}"
+            )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import server_process
-from bench_serving import raw_ceiling, sample_images
+from bench_serving import raw_ceiling, run_wrk, sample_images
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "cifar10benchboundary"
@@ -223,19 +222,11 @@ def process_cpu_s(pid: int) -> float:
 
 def wrk(url: str, cell: Cell, script: Path, body: Path, concurrency: int, duration: float) -> dict[str, float]:
     env = {
-        **os.environ,
         "BENCH_BODY": str(body),
         "BENCH_PATH": cell.path,
         "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in cell.headers.items()),
     }
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "60s", "-s", str(script), url],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    result = run_wrk(url, script, concurrency, duration, env, timeout_s=60)
     return {
         "ok": result["requests"] - result["errors"],
         "errors": result["errors"],

@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -118,18 +119,24 @@ def multipart_bodies(images: list[bytes], folder: Path) -> list[Path]:
     return paths
 
 
-def wrk(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
+def run_wrk(
+    url: str, script: Path, concurrency: int, duration: float, env: dict[str, str], timeout_s: int = 30
+) -> dict[str, Any]:
     """wrk (C, one thread) drives the load, so the generator costs the server little CPU;
-    the script's JSON summary line, as printed."""
-    env = {**os.environ, "BENCH_BODIES": ";".join(str(b) for b in bodies)}
+    `env` is what its Lua `script` reads. The script's JSON summary line, as printed."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), url],
-        env=env,
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", f"{timeout_s}s", "-s", str(script), url],
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+
+
+def wrk(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
+    """`run_wrk` with WRK_SCRIPT's bodies: one multipart /predict body per file, in turn."""
+    return run_wrk(url, script, concurrency, duration, {"BENCH_BODIES": ";".join(str(b) for b in bodies)})
 
 
 def load(url: str, bodies: list[Path], script: Path, concurrency: int, duration: float) -> dict[str, float]:
